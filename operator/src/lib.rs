@@ -1,0 +1,6 @@
+//! Switchboard: a Kubernetes operator for governed integrations.
+//!
+//! `api` holds the four kinds; `render` turns them into the Kubernetes objects the operator
+//! applies; `governance` holds lint and reports; `cli` is the `switchboard` command.
+
+pub mod api;

@@ -4,3 +4,7 @@
 //! applies; `governance` holds lint and reports; `cli` is the `switchboard` command.
 
 pub mod api;
+pub mod cli;
+pub mod governance;
+pub mod manifest;
+pub mod render;

@@ -1,5 +1,9 @@
-fn main() {
-    for crd in switchboard::api::crds() {
-        println!("---\n{}", yaml_serde::to_string(&crd).unwrap());
-    }
+//! The `switchboard` binary: see `switchboard --help`.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    switchboard::cli::run(switchboard::cli::Cli::parse())
 }

@@ -114,9 +114,9 @@ pub struct DataFlowInfo {
     pub fields: Vec<String>,
 }
 
-/// Where events come from.
+/// Where events come from, tagged by `type`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(tag = "type", rename_all = "camelCase")]
 pub enum SourceConfig {
     /// A webhook receiver on [`INBOUND_PORT`].
     Webhook(WebhookConfig),
@@ -379,20 +379,21 @@ pub struct RowRuleConfig {
 
 /// A target.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct TargetConfig {
     /// Target name.
     pub name: String,
     /// CEL condition.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub when: Option<String>,
-    /// What the target is.
+    /// What the target is, tagged by `type` beside the name.
+    #[serde(flatten)]
     pub kind: TargetKind,
 }
 
-/// The kinds of target.
+/// The kinds of target, tagged by `type`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(tag = "type", rename_all = "camelCase")]
 pub enum TargetKind {
     /// An outbound HTTP call.
     OutboundMessage(OutboundCall),
@@ -751,6 +752,55 @@ impl Default for ServerConfig {
     }
 }
 
+/// The `${name}` placeholders of a template, in order of appearance.
+///
+/// This is the template syntax of the contract: a placeholder is `${` + a name of letters,
+/// digits and underscores (not starting with a digit) + `}`. Any other `${` is an error, so a
+/// typo never reaches a target as literal text.
+pub fn template_placeholders(template: &str) -> Result<Vec<&str>, TemplateSyntaxError> {
+    let mut found = Vec::new();
+    let mut rest = template;
+    let mut offset = 0;
+    while let Some(start) = rest.find("${") {
+        let after = &rest[start + 2..];
+        let end =
+            after.find('}').ok_or(TemplateSyntaxError::Unterminated { offset: offset + start })?;
+        let name = &after[..end];
+        let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(TemplateSyntaxError::InvalidName {
+                offset: offset + start,
+                name: name.chars().take(64).collect(),
+            });
+        }
+        found.push(name);
+        let consumed = start + 2 + end + 1;
+        offset += consumed;
+        rest = &rest[consumed..];
+    }
+    Ok(found)
+}
+
+/// A template that does not follow the `${name}` syntax.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateSyntaxError {
+    /// `${` without a closing `}`.
+    #[error("unterminated placeholder at byte {offset}: `${{` without `}}`")]
+    Unterminated {
+        /// Byte offset of the `${`.
+        offset: usize,
+    },
+    /// `${...}` whose content is not a variable name.
+    #[error("invalid placeholder `${{{name}}}` at byte {offset}: names are letters, digits and _")]
+    InvalidName {
+        /// Byte offset of the `${`.
+        offset: usize,
+        /// What stood between the braces (at most 64 characters).
+        name: String,
+    },
+}
+
 /// Why a config could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -785,5 +835,72 @@ impl WorkerConfig {
     /// Render as YAML, the form stored in the ConfigMap.
     pub fn to_yaml(&self) -> String {
         yaml_serde::to_string(self).expect("a WorkerConfig always serializes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_found_in_order() {
+        assert_eq!(
+            template_placeholders("/a/${id}/b?x=${x_1}${id}").unwrap(),
+            vec!["id", "x_1", "id"]
+        );
+        assert_eq!(
+            template_placeholders("no placeholders, just $ and { }").unwrap(),
+            Vec::<&str>::new()
+        );
+    }
+
+    #[test]
+    fn malformed_placeholders_are_errors() {
+        assert_eq!(
+            template_placeholders("a ${id").unwrap_err(),
+            TemplateSyntaxError::Unterminated { offset: 2 }
+        );
+        assert!(matches!(
+            template_placeholders("${1x}"),
+            Err(TemplateSyntaxError::InvalidName { .. })
+        ));
+        assert!(matches!(
+            template_placeholders("${a.b}"),
+            Err(TemplateSyntaxError::InvalidName { .. })
+        ));
+        assert!(matches!(
+            template_placeholders("${}"),
+            Err(TemplateSyntaxError::InvalidName { .. })
+        ));
+    }
+
+    #[test]
+    fn configs_of_another_version_are_refused_by_name() {
+        let error =
+            WorkerConfig::from_yaml("apiVersion: worker.switchboard.dev/v0\nkind: WorkerConfig\n")
+                .unwrap_err();
+        assert!(error.to_string().contains("worker.switchboard.dev/v0"), "{error}");
+    }
+
+    #[test]
+    fn sources_and_targets_are_tagged_by_type() {
+        let target = TargetConfig {
+            name: "mail".into(),
+            when: None,
+            kind: TargetKind::Email(EmailTargetConfig {
+                smtp: SmtpConfig {
+                    server: "smtps://smtp.example:465".into(),
+                    credential: None,
+                    insecure_allow_plaintext: false,
+                },
+                from: "a@example.com".into(),
+                to: vec!["b@example.com".into()],
+                subject: "s".into(),
+                body: "b".into(),
+            }),
+        };
+        let yaml = yaml_serde::to_string(&target).unwrap();
+        assert!(yaml.starts_with("name: mail\ntype: email\n"), "{yaml}");
+        assert_eq!(yaml_serde::from_str::<TargetConfig>(&yaml).unwrap(), target);
     }
 }

@@ -254,3 +254,68 @@ pub mod condition {
     /// The integration's workers are available.
     pub const WORKERS_AVAILABLE: &str = "WorkersAvailable";
 }
+
+/// Parse a duration written as in the API (`250ms`, `30s`, `5m`, `1h30m`, `90d`, `1.5h`).
+///
+/// Returns a message naming what is wrong; callers add the field path.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("{text:?} is not a duration such as 30s, 5m, 1h30m or 90d");
+    if text.is_empty() {
+        return Err(bad());
+    }
+    let mut total = 0f64;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let number_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
+        if number_len == 0 {
+            return Err(bad());
+        }
+        let value: f64 = rest[..number_len].parse().map_err(|_| bad())?;
+        rest = &rest[number_len..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let seconds_per_unit = match &rest[..unit_len] {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "d" => 86400.0,
+            _ => return Err(bad()),
+        };
+        total += value * seconds_per_unit;
+        rest = &rest[unit_len..];
+    }
+    if !total.is_finite() || total > 10.0 * 365.0 * 86400.0 {
+        return Err(format!("{text:?} is longer than ten years"));
+    }
+    Ok(std::time::Duration::from_secs_f64(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_parse_like_the_api_writes_them() {
+        let cases = [
+            ("250ms", Duration::from_millis(250)),
+            ("30s", Duration::from_secs(30)),
+            ("5m", Duration::from_secs(300)),
+            ("1h30m", Duration::from_secs(5400)),
+            ("1.5h", Duration::from_secs(5400)),
+            ("90d", Duration::from_secs(90 * 86400)),
+            ("1d12h", Duration::from_secs(36 * 3600)),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse_duration(text).unwrap(), expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn bad_durations_are_named_in_the_error() {
+        for text in ["", "5", "m", "5x", "1h-5m", "99999999d"] {
+            let error = parse_duration(text).unwrap_err();
+            assert!(error.contains(&format!("{text:?}")), "{error}");
+        }
+    }
+}

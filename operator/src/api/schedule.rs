@@ -34,6 +34,11 @@ use super::common::{Condition, DNS_SUBDOMAIN_PATTERN, MethodRef, Owner};
     printcolumn = r#"{"name":"Next Run","type":"string","jsonPath":".status.nextScheduleTime"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "!has(self.run.outboundMessage) || has(self.owner)",
+     "message": "a schedule that calls an outbound method needs an owner (there is no integration to inherit one from)",
+     "fieldPath": ".owner"}
+]))]
 pub struct ScheduleSpec {
     /// Five-field cron expression (minute hour day-of-month month day-of-week), or one of
     /// `@yearly`, `@monthly`, `@weekly`, `@daily`, `@hourly`. Evaluated in `timeZone`.
@@ -151,8 +156,7 @@ pub struct ScheduleRun {
     /// Invoke this method of an OutboundMessage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outbound_message: Option<MethodRef>,
-    /// Variable values for the outbound method. Values are literal text; `${now}` and
-    /// `${scheduledTime}` (RFC 3339) are filled in at run time.
+    /// Variable values for the outbound method (literal text).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("maxProperties" = 32), inner(length(max = 4096)))]
     pub variables: Option<BTreeMap<String, String>>,
@@ -192,4 +196,41 @@ pub struct ScheduleStatus {
     /// Why the last run failed, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_run_message: Option<String>,
+}
+
+impl ScheduleSpec {
+    /// Parse the cron expression the way a Kubernetes CronJob does: five fields or a macro,
+    /// POSIX weekdays, no seconds and none of the `L`, `W` or `#` extensions.
+    pub fn cron_schedule(&self) -> Result<croner::Cron, String> {
+        let expression = self.cron.trim();
+        if !expression.starts_with('@') && expression.contains(['L', 'W', '#', '?']) {
+            return Err(format!(
+                "{expression:?} uses L, W, # or ?, which Kubernetes CronJobs do not support"
+            ));
+        }
+        croner::parser::CronParser::builder()
+            .seconds(croner::parser::Seconds::Disallowed)
+            .build()
+            .parse(expression)
+            .map_err(|error| format!("{expression:?} is not a valid cron expression: {error}"))
+    }
+
+    /// Parse the time zone.
+    pub fn time_zone(&self) -> Result<chrono_tz::Tz, String> {
+        self.time_zone.parse().map_err(|_| {
+            format!("{:?} is not an IANA time zone such as Europe/Berlin", self.time_zone)
+        })
+    }
+
+    /// When the schedule next fires after `after`, or why it cannot be computed.
+    pub fn next_run(
+        &self,
+        after: chrono::DateTime<chrono::Utc>,
+    ) -> Result<chrono::DateTime<chrono::Utc>, String> {
+        let cron = self.cron_schedule()?;
+        let zone = self.time_zone()?;
+        cron.find_next_occurrence(&after.with_timezone(&zone), false)
+            .map(|next| next.with_timezone(&chrono::Utc))
+            .map_err(|error| format!("no next run of {:?}: {error}", self.cron))
+    }
 }

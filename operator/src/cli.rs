@@ -1,0 +1,240 @@
+//! The `switchboard` command line: one binary for the operator, the workers and the tools.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use kube::ResourceExt;
+
+use crate::manifest::ObjectSet;
+use crate::render::{self, RenderSettings, Workload};
+
+/// Switchboard: governed integrations on Kubernetes.
+///
+/// Platform teams declare integrations (Integration, Credential, OutboundMessage, Schedule) in
+/// Git; the operator runs them, and `lint`, `render` and `report` check them before and after.
+#[derive(Parser, Debug)]
+#[command(name = "switchboard", version, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Print the CustomResourceDefinitions of the four kinds as YAML.
+    Crds(CrdsArgs),
+    /// Print the Kubernetes objects the operator would create for the given resources.
+    Render(RenderArgs),
+    /// Check resources for governance problems before they are merged.
+    Lint(LintArgs),
+}
+
+/// Arguments of `switchboard crds`.
+#[derive(clap::Args, Debug)]
+pub struct CrdsArgs {
+    /// Write one file per CRD into this directory instead of printing them.
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+}
+
+/// Input files shared by the commands that read resources.
+#[derive(clap::Args, Debug, Clone)]
+pub struct InputArgs {
+    /// Files or directories of YAML or JSON manifests (multi-document YAML is fine);
+    /// directories are read recursively.
+    #[arg(short = 'f', long = "filename", value_name = "PATH", required = true, num_args = 1..)]
+    pub paths: Vec<PathBuf>,
+    /// Namespace of objects that do not name one.
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
+}
+
+/// Arguments of `switchboard render`.
+#[derive(clap::Args, Debug)]
+pub struct RenderArgs {
+    /// The resources to render.
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Image of the worker containers.
+    #[arg(long, default_value = render::DEFAULT_IMAGE)]
+    pub image: String,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = Format::Yaml)]
+    pub output: Format,
+}
+
+/// Output formats of `render`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Multi-document YAML.
+    Yaml,
+    /// A JSON `v1` List.
+    Json,
+}
+
+pub use crate::governance::lint::LintArgs;
+
+/// Run a parsed command line.
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Crds(args) => crds(args),
+        Command::Render(args) => render_command(args),
+        Command::Lint(args) => crate::governance::lint::run(args),
+    }
+}
+
+/// Print (or write) the CRDs.
+fn crds(args: CrdsArgs) -> ExitCode {
+    match args.output_dir {
+        None => write_stdout(&crate::api::crds_yaml()),
+        Some(dir) => match crate::api::write_crds(&dir) {
+            Ok(files) => {
+                for file in files {
+                    eprintln!("wrote {}", file.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: cannot write CRDs into {}: {e}", dir.display());
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+/// Load resources, printing load errors; `None` when any file could not be read.
+pub fn load_or_report(input: &InputArgs) -> Option<ObjectSet> {
+    let (set, errors) = ObjectSet::load(&input.paths, &input.namespace);
+    for error in &errors {
+        eprintln!("error: {error}");
+    }
+    errors.is_empty().then_some(set)
+}
+
+/// Render every object of a set: the children in apply order, or every problem found.
+pub fn render_set(
+    set: &ObjectSet,
+    settings: &RenderSettings,
+) -> Result<Vec<serde_json::Value>, Vec<String>> {
+    let mut objects = Vec::new();
+    let mut problems = Vec::new();
+    for (what, origins) in set.duplicates() {
+        let places: Vec<String> = origins.iter().map(ToString::to_string).collect();
+        problems.push(format!("{what} is defined more than once: {}", places.join(", ")));
+    }
+    for namespace in set.namespaces() {
+        let refs = set.references(&namespace);
+        for integration in
+            set.integrations.iter().filter(|i| i.object.namespace().as_deref() == Some(&namespace))
+        {
+            match render::render_integration(&integration.object, &refs, settings) {
+                Ok(children) => {
+                    // Destructured without `..`: a new child kind must be printed here too.
+                    let render::IntegrationChildren {
+                        config_map,
+                        workload,
+                        service,
+                        service_account,
+                        role,
+                        role_binding,
+                        pod_disruption_budget,
+                    } = children;
+                    objects.push(to_value(&service_account));
+                    objects.push(to_value(&role));
+                    objects.push(to_value(&role_binding));
+                    objects.push(to_value(&config_map));
+                    if let Some(service) = service {
+                        objects.push(to_value(&service));
+                    }
+                    match workload {
+                        Workload::Deployment(d) => objects.push(to_value(&*d)),
+                        Workload::StatefulSet(s) => objects.push(to_value(&*s)),
+                    }
+                    if let Some(pdb) = pod_disruption_budget {
+                        objects.push(to_value(&pdb));
+                    }
+                }
+                Err(errors) => problems
+                    .extend(errors.0.iter().map(|e| format!("{} ({})", e, integration.origin))),
+            }
+        }
+        for schedule in
+            set.schedules.iter().filter(|s| s.object.namespace().as_deref() == Some(&namespace))
+        {
+            match render::render_schedule(&schedule.object, &refs, settings) {
+                Ok(render::ScheduleChildren { config_map, cron_job }) => {
+                    if let Some(config_map) = config_map {
+                        objects.push(to_value(&config_map));
+                    }
+                    objects.push(to_value(&cron_job));
+                }
+                Err(errors) => {
+                    problems.extend(errors.0.iter().map(|e| format!("{} ({})", e, schedule.origin)))
+                }
+            }
+        }
+    }
+    if problems.is_empty() { Ok(objects) } else { Err(problems) }
+}
+
+/// Write to standard output; a closed pipe (`| head`) ends quietly instead of panicking.
+pub fn write_stdout(text: &str) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: cannot write output: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn to_value<T: serde::Serialize>(object: &T) -> serde_json::Value {
+    serde_json::to_value(object).expect("Kubernetes objects serialize")
+}
+
+fn render_command(args: RenderArgs) -> ExitCode {
+    let Some(set) = load_or_report(&args.input) else { return ExitCode::FAILURE };
+    let settings = RenderSettings { image: args.image };
+    match render_set(&set, &settings) {
+        Ok(objects) => {
+            let offline = set.integrations.iter().any(|i| i.object.uid().is_none())
+                || set.schedules.iter().any(|s| s.object.uid().is_none());
+            let text = match args.output {
+                Format::Yaml => {
+                    let mut text = String::new();
+                    if offline {
+                        text.push_str(
+                            "# Rendered offline: ownerReferences carry a uid derived from kind, namespace and name,\n\
+                             # because objects read from files have none. The operator uses the live object's uid.\n",
+                        );
+                    }
+                    for object in &objects {
+                        text.push_str("---\n");
+                        text.push_str(
+                            &yaml_serde::to_string(object).expect("JSON values serialize as YAML"),
+                        );
+                    }
+                    text
+                }
+                Format::Json => {
+                    let list =
+                        serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects});
+                    serde_json::to_string_pretty(&list).expect("JSON values serialize") + "\n"
+                }
+            };
+            write_stdout(&text)
+        }
+        Err(problems) => {
+            for problem in problems {
+                eprintln!("error: {problem}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Governance: the checks a platform team runs before merge (`lint`) and the auditor's view.
+
+pub mod lint;

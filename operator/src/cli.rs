@@ -106,15 +106,6 @@ fn crds(args: CrdsArgs) -> ExitCode {
     }
 }
 
-/// Load resources, printing load errors; `None` when any file could not be read.
-pub fn load_or_report(input: &InputArgs) -> Option<ObjectSet> {
-    let (set, errors) = ObjectSet::load(&input.paths, &input.namespace);
-    for error in &errors {
-        eprintln!("error: {error}");
-    }
-    errors.is_empty().then_some(set)
-}
-
 /// Render every object of a set: the children in apply order, or every problem found.
 pub fn render_set(
     set: &ObjectSet,
@@ -122,6 +113,12 @@ pub fn render_set(
 ) -> Result<Vec<serde_json::Value>, Vec<String>> {
     let mut objects = Vec::new();
     let mut problems = Vec::new();
+    for v in set.schema_violations() {
+        problems.push(format!(
+            "{}: {}: {}: {} (the API server would refuse it)",
+            v.origin, v.object, v.field, v.message
+        ));
+    }
     for (what, origins) in set.duplicates() {
         let places: Vec<String> = origins.iter().map(ToString::to_string).collect();
         problems.push(format!("{what} is defined more than once: {}", places.join(", ")));
@@ -158,8 +155,9 @@ pub fn render_set(
                         objects.push(to_value(&pdb));
                     }
                 }
-                Err(errors) => problems
-                    .extend(errors.0.iter().map(|e| format!("{} ({})", e, integration.origin))),
+                Err(errors) => {
+                    problems.extend(errors.0.iter().map(|e| format!("{}: {e}", integration.origin)))
+                }
             }
         }
         for schedule in
@@ -173,7 +171,7 @@ pub fn render_set(
                     objects.push(to_value(&cron_job));
                 }
                 Err(errors) => {
-                    problems.extend(errors.0.iter().map(|e| format!("{} ({})", e, schedule.origin)))
+                    problems.extend(errors.0.iter().map(|e| format!("{}: {e}", schedule.origin)))
                 }
             }
         }
@@ -199,9 +197,17 @@ fn to_value<T: serde::Serialize>(object: &T) -> serde_json::Value {
 }
 
 fn render_command(args: RenderArgs) -> ExitCode {
-    let Some(set) = load_or_report(&args.input) else { return ExitCode::FAILURE };
+    let (set, load_errors) = ObjectSet::load(&args.input.paths, &args.input.namespace);
     let settings = RenderSettings { image: args.image };
-    match render_set(&set, &settings) {
+    let rendered = match (render_set(&set, &settings), load_errors.is_empty()) {
+        (Ok(objects), true) => Ok(objects),
+        (Ok(_), false) => Err(Vec::new()),
+        (Err(problems), _) => Err(problems),
+    };
+    for error in &load_errors {
+        eprintln!("error: {error}");
+    }
+    match rendered {
         Ok(objects) => {
             let offline = set.integrations.iter().any(|i| i.object.uid().is_none())
                 || set.schedules.iter().any(|s| s.object.uid().is_none());

@@ -111,13 +111,16 @@ impl ObjectSet {
             let value: Value = match yaml_serde::from_str(chunk) {
                 Ok(value) => value,
                 Err(e) => {
+                    // The parser counts lines from the document; say where it is in the file.
                     let at = e
                         .location()
-                        .map(|l| format!(" at line {}", line + l.line() - 1))
+                        .map(|l| format!(" at line {}, column {}", line + l.line() - 1, l.column()))
                         .unwrap_or_default();
+                    let text = e.to_string();
+                    let reason = text.split(" at line ").next().unwrap_or(&text);
                     errors.push(LoadError {
                         location: origin.to_string(),
-                        message: format!("not valid YAML{at}: {e}"),
+                        message: format!("not valid YAML{at}: {reason}"),
                     });
                     continue;
                 }
@@ -166,10 +169,11 @@ impl ObjectSet {
             return;
         }
         let cluster_scoped = kind == "Namespace";
-        if !cluster_scoped && value.pointer("/metadata/namespace").is_none() {
-            if let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut) {
-                meta.insert("namespace".into(), Value::String(namespace.into()));
-            }
+        if !cluster_scoped
+            && value.pointer("/metadata/namespace").is_none()
+            && let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut)
+        {
+            meta.insert("namespace".into(), Value::String(namespace.into()));
         }
         let switchboard_kind =
             matches!(kind.as_str(), "Integration" | "Credential" | "OutboundMessage" | "Schedule");
@@ -379,5 +383,52 @@ impl ObjectSet {
             }
         }
         refs
+    }
+}
+
+/// An object that breaks a rule of its CRD.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SchemaViolation {
+    /// Where the object came from.
+    pub origin: Origin,
+    /// `Kind namespace/name`.
+    pub object: String,
+    /// The field.
+    pub field: String,
+    /// The rule's message.
+    pub message: String,
+}
+
+impl ObjectSet {
+    /// Every object that the API server would refuse (unknown fields, CEL rules).
+    pub fn schema_violations(&self) -> Vec<SchemaViolation> {
+        fn id<K: kube::Resource<DynamicType = ()>>(o: &K) -> String {
+            format!("{} {}/{}", K::kind(&()), o.namespace().unwrap_or_default(), o.name_any())
+        }
+        let objects = self
+            .integrations
+            .iter()
+            .map(|o| (&o.origin, id(&o.object), &o.raw, "Integration"))
+            .chain(
+                self.credentials.iter().map(|o| (&o.origin, id(&o.object), &o.raw, "Credential")),
+            )
+            .chain(
+                self.outbound_messages
+                    .iter()
+                    .map(|o| (&o.origin, id(&o.object), &o.raw, "OutboundMessage")),
+            )
+            .chain(self.schedules.iter().map(|o| (&o.origin, id(&o.object), &o.raw, "Schedule")));
+        let mut found = Vec::new();
+        for (origin, object, raw, kind) in objects {
+            for violation in crate::api::validate_rules(kind, raw) {
+                found.push(SchemaViolation {
+                    origin: origin.clone(),
+                    object: object.clone(),
+                    field: violation.field,
+                    message: violation.message,
+                });
+            }
+        }
+        found
     }
 }

@@ -392,6 +392,8 @@ pub struct TargetConfig {
 }
 
 /// The kinds of target, tagged by `type`.
+// Read once at start and never copied in bulk, so variant size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum TargetKind {

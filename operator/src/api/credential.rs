@@ -261,7 +261,7 @@ pub enum ApiKeyLocation {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
-    {"rule": "isURL(self.tokenUrl) && (url(self.tokenUrl).getScheme() == 'https' || (self.insecureAllowHttp && url(self.tokenUrl).getScheme() == 'http'))",
+    {"rule": "isURL(self.tokenUrl) && (self.tokenUrl.startsWith('https://') || (self.insecureAllowHttp && self.tokenUrl.startsWith('http://')))",
      "message": "tokenUrl must be an https:// URL (http:// only with insecureAllowHttp: true)",
      "fieldPath": ".tokenUrl"}
 ]))]

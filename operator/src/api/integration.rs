@@ -422,7 +422,7 @@ impl DatabaseDriver {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
-    {"rule": "isURL(self.endpoint) && url(self.endpoint).getScheme() == self.driver && !self.endpoint.contains('@')",
+    {"rule": "isURL(self.endpoint) && self.endpoint.startsWith(self.driver + '://') && !self.endpoint.contains('@')",
      "message": "endpoint must be driver://host:port/database, with the driver's scheme and no user or password in it",
      "fieldPath": ".endpoint"}
 ]))]
@@ -579,7 +579,7 @@ fn default_true() -> bool {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
-    {"rule": "isURL(self.server) && (url(self.server).getScheme() == 'imaps' || (self.insecureAllowPlaintext && url(self.server).getScheme() == 'imap'))",
+    {"rule": "isURL(self.server) && (self.server.startsWith('imaps://') || (self.insecureAllowPlaintext && self.server.startsWith('imap://')))",
      "message": "server must be imaps://host:993 (imap:// only with insecureAllowPlaintext: true)",
      "fieldPath": ".server"},
     {"rule": "self.afterProcessing != 'move' || has(self.moveTo)",
@@ -795,7 +795,7 @@ pub struct EmailTarget {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
-    {"rule": "isURL(self.server) && (url(self.server).getScheme() in ['smtps', 'smtp'])",
+    {"rule": "isURL(self.server) && (self.server.startsWith('smtps://') || self.server.startsWith('smtp://'))",
      "message": "server must be smtps://host:465 (implicit TLS) or smtp://host:587 (STARTTLS)",
      "fieldPath": ".server"}
 ]))]
@@ -1011,7 +1011,7 @@ pub struct AlertRoute {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
-    {"rule": "isURL(self.url) && (url(self.url).getScheme() == 'https' || (self.insecureAllowHttp && url(self.url).getScheme() == 'http'))",
+    {"rule": "isURL(self.url) && (self.url.startsWith('https://') || (self.insecureAllowHttp && self.url.startsWith('http://')))",
      "message": "url must be an https:// URL (http:// only with insecureAllowHttp: true)",
      "fieldPath": ".url"}
 ]))]

@@ -68,9 +68,8 @@ pub struct RuleViolation {
     pub message: String,
 }
 
-/// Evaluate the CEL rules (`x-kubernetes-validations`) of a kind's CRD against an object,
-/// after applying the schema's defaults, as the API server does on create.
-pub fn validate_rules(kind: &str, object: &serde_json::Value) -> Vec<RuleViolation> {
+/// The `openAPIV3Schema` of a kind's CRD, as JSON.
+fn schema_of(kind: &str) -> Option<&'static serde_json::Value> {
     use std::sync::OnceLock;
     static SCHEMAS: OnceLock<Vec<(String, serde_json::Value)>> = OnceLock::new();
     let schemas = SCHEMAS.get_or_init(|| {
@@ -88,17 +87,76 @@ pub fn validate_rules(kind: &str, object: &serde_json::Value) -> Vec<RuleViolati
             })
             .collect()
     });
-    let Some((_, schema)) = schemas.iter().find(|(k, _)| k == kind) else {
+    schemas.iter().find(|(k, _)| k == kind).map(|(_, schema)| schema)
+}
+
+/// Check an object against its kind's CRD as the API server would on create: fields the
+/// schema does not know (which `kubectl apply` would refuse with `--validate=strict`), then the
+/// CEL rules (`x-kubernetes-validations`) after applying the schema's defaults.
+pub fn validate_rules(kind: &str, object: &serde_json::Value) -> Vec<RuleViolation> {
+    let Some(schema) = schema_of(kind) else {
         return vec![RuleViolation {
             field: String::new(),
             message: format!("unknown kind {kind}"),
         }];
     };
-    match kube::core::cel::Validator::new().validate_with_defaults(schema, object, None) {
-        Ok(()) => Vec::new(),
-        Err(errors) => errors
-            .iter()
-            .map(|e| RuleViolation { field: e.field_path.clone(), message: e.message.clone() })
-            .collect(),
+    let mut violations = Vec::new();
+    unknown_fields(schema, object, "", &mut violations);
+    if let Err(errors) =
+        kube::core::cel::Validator::new().validate_with_defaults(schema, object, None)
+    {
+        violations.extend(
+            errors
+                .iter()
+                .map(|e| RuleViolation { field: e.field_path.clone(), message: e.message.clone() }),
+        );
+    }
+    violations
+}
+
+/// Record every key of `value` that `schema` does not declare.
+fn unknown_fields(
+    schema: &serde_json::Value,
+    value: &serde_json::Value,
+    path: &str,
+    out: &mut Vec<RuleViolation>,
+) {
+    let at = |key: &str| if path.is_empty() { key.to_string() } else { format!("{path}.{key}") };
+    match value {
+        serde_json::Value::Object(map) => {
+            if schema.get("x-kubernetes-preserve-unknown-fields")
+                == Some(&serde_json::Value::Bool(true))
+            {
+                return;
+            }
+            if let Some(properties) = schema.get("properties").and_then(|p| p.as_object()) {
+                for (key, child) in map {
+                    match properties.get(key) {
+                        Some(child_schema) => unknown_fields(child_schema, child, &at(key), out),
+                        // metadata is the API server's to check (ObjectMeta has no schema here).
+                        None if path.is_empty()
+                            && matches!(key.as_str(), "apiVersion" | "kind" | "metadata") => {}
+                        None => out.push(RuleViolation {
+                            field: at(key),
+                            message: format!("unknown field \"{key}\""),
+                        }),
+                    }
+                }
+            } else if let Some(additional) =
+                schema.get("additionalProperties").filter(|a| a.is_object())
+            {
+                for (key, child) in map {
+                    unknown_fields(additional, child, &format!("{path}[{key}]"), out);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => {
+            if let Some(item_schema) = schema.get("items") {
+                for (i, item) in items.iter().enumerate() {
+                    unknown_fields(item_schema, item, &format!("{path}[{i}]"), out);
+                }
+            }
+        }
+        _ => {}
     }
 }

@@ -38,7 +38,7 @@ use super::common::{
 )]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
-    {"rule": "isURL(self.endpoint) && (url(self.endpoint).getScheme() == 'https' || (self.insecureAllowHttp && url(self.endpoint).getScheme() == 'http'))",
+    {"rule": "isURL(self.endpoint) && (self.endpoint.startsWith('https://') || (self.insecureAllowHttp && self.endpoint.startsWith('http://')))",
      "message": "endpoint must be an https:// URL (http:// only with insecureAllowHttp: true)",
      "fieldPath": ".endpoint"},
     {"rule": "!self.endpoint.contains('${') && !self.endpoint.contains('@') && !self.endpoint.contains('?') && !self.endpoint.contains('#')",

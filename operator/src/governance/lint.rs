@@ -207,31 +207,10 @@ pub fn lint(set: &ObjectSet, load_errors: &[LoadError], now: DateTime<Utc>) -> V
     findings.0
 }
 
-/// What the API server would refuse: the CEL rules of the CRDs, evaluated with defaults.
+/// What the API server would refuse: unknown fields and the CEL rules of the CRDs.
 fn check_schema(set: &ObjectSet, findings: &mut Findings) {
-    let objects = set
-        .integrations
-        .iter()
-        .map(|o| (&o.origin, object_id(&o.object), &o.raw, "Integration"))
-        .chain(
-            set.credentials.iter().map(|o| (&o.origin, object_id(&o.object), &o.raw, "Credential")),
-        )
-        .chain(
-            set.outbound_messages
-                .iter()
-                .map(|o| (&o.origin, object_id(&o.object), &o.raw, "OutboundMessage")),
-        )
-        .chain(set.schedules.iter().map(|o| (&o.origin, object_id(&o.object), &o.raw, "Schedule")));
-    for (origin, id, raw, kind) in objects {
-        for violation in api::validate_rules(kind, raw) {
-            findings.add(
-                "schema",
-                Some(origin),
-                Some(id.clone()),
-                Some(violation.field),
-                violation.message,
-            );
-        }
+    for v in set.schema_violations() {
+        findings.add("schema", Some(&v.origin), Some(v.object), Some(v.field), v.message);
     }
 }
 
@@ -781,4 +760,109 @@ pub fn run(args: LintArgs) -> ExitCode {
     }
     let failed = errors > 0 || (args.warnings_as_errors && warnings > 0);
     if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lint_text(yaml: &str, now: &str) -> Vec<Finding> {
+        let mut set = ObjectSet::default();
+        let mut errors = Vec::new();
+        set.add_text(std::path::Path::new("test.yaml"), yaml, "default", &mut errors);
+        lint(&set, &errors, DateTime::parse_from_rfc3339(now).unwrap().with_timezone(&Utc))
+    }
+
+    fn rules(findings: &[Finding]) -> Vec<&'static str> {
+        findings.iter().map(|f| f.rule).collect()
+    }
+
+    #[test]
+    fn well_known_credential_formats_are_recognised() {
+        for secret in [
+            "-----BEGIN RSA PRIVATE KEY-----",
+            "AKIAIOSFODNN7EXAMPLE",
+            "xoxb-123456789012-abcdefghij",
+            "ghp_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "Bearer abcdefghijklmnop1234",
+            r#"{"password": "hunter2"}"#,
+            "<wsse:Password>hunter2</wsse:Password>",
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.sig",
+        ] {
+            assert!(looks_like_secret(secret), "{secret}");
+        }
+        for fine in [
+            r#"{"password": "${password}"}"#,
+            "Bearer ${token}",
+            "<Password>${p}</Password>",
+            "plain text",
+            "/v1/users",
+        ] {
+            assert!(!looks_like_secret(fine), "{fine}");
+        }
+    }
+
+    #[test]
+    fn literal_parts_ignore_placeholders_and_scheme_words() {
+        assert_eq!(literal_part("Bearer ${token}"), "");
+        assert_eq!(literal_part("Basic dXNlcjpwYXNz"), "dXNlcjpwYXNz");
+    }
+
+    const CREDENTIAL: &str = "
+apiVersion: switchboard.dev/v1alpha1
+kind: Credential
+metadata: {name: c}
+spec:
+  type: bearer
+  secretRef: {name: s}
+  rotation: {maxAge: 30d}
+  owner: {team: a, contact: a@example.com}
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: s
+  annotations: {switchboard.dev/rotated-at: '2026-01-01T00:00:00Z'}
+stringData: {token: not-real}
+";
+
+    #[test]
+    fn rotation_is_overdue_only_past_the_policy() {
+        assert_eq!(rules(&lint_text(CREDENTIAL, "2026-01-20T00:00:00Z")), Vec::<&str>::new());
+        let findings = lint_text(CREDENTIAL, "2026-03-01T00:00:00Z");
+        assert_eq!(rules(&findings), vec!["rotation-overdue"]);
+        assert!(
+            findings[0]
+                .message
+                .contains("last rotated 59 days ago, longer than rotation.maxAge 30d"),
+            "{findings:?}"
+        );
+    }
+
+    #[test]
+    fn pull_sources_without_schedules_and_alert_routes_are_warned_about() {
+        let yaml = format!(
+            "{CREDENTIAL}---
+apiVersion: switchboard.dev/v1alpha1
+kind: OutboundMessage
+metadata: {{name: api}}
+spec:
+  endpoint: https://api.example.com
+  credentialRef: {{name: c}}
+  methods: [{{name: list, httpMethod: GET, path: /items}}]
+---
+apiVersion: switchboard.dev/v1alpha1
+kind: Integration
+metadata: {{name: pull}}
+spec:
+  owner: {{team: a, contact: a@example.com}}
+  dataFlow: {{sourceSystem: A, targetSystem: B, classification: internal}}
+  source: {{rest: {{request: {{name: api, method: list}}}}}}
+  targets: [{{name: t, outboundMessage: {{name: api, method: list}}}}]
+"
+        );
+        let findings = lint_text(&yaml, "2026-01-02T00:00:00Z");
+        assert_eq!(rules(&findings), vec!["no-alert-route", "unscheduled-pull"]);
+        assert!(findings.iter().all(|f| f.severity == Severity::Warning));
+    }
 }

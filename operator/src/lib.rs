@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod controller;
 pub mod governance;
 pub mod manifest;
 pub mod render;

@@ -133,6 +133,9 @@ fn every_lint_rule_is_documented() {
     let docs = std::fs::read_to_string(support::workspace().join("docs/lint.md")).unwrap();
     for (rule, severity, _) in switchboard::governance::lint::RULES {
         let severity = format!("{severity:?}").to_lowercase();
-        assert!(docs.contains(&format!("| `{rule}` | {severity} |")), "docs/lint.md lacks rule {rule} ({severity})");
+        assert!(
+            docs.contains(&format!("| `{rule}` | {severity} |")),
+            "docs/lint.md lacks rule {rule} ({severity})"
+        );
     }
 }

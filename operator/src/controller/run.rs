@@ -1,0 +1,385 @@
+//! `switchboard operator`: wiring of the controllers, leader election, the health and metrics
+//! endpoints and graceful shutdown.
+//!
+//! ```text
+//!   start ─▶ /livez /readyz /metrics ─▶ elect (Lease) ─▶ leading: 4 controllers ─▶ SIGTERM: drain, exit 0
+//!                                          │                      └─ lease lost: stop, exit 1
+//!                                          └─ following: /readyz says standby
+//! ```
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::api::Api;
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::Controller;
+use kube::runtime::events::Reporter;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use serde_json::Value;
+use tokio::sync::watch;
+use tracing::{error, info};
+
+use super::index::{
+    Key, RefIndex, integration_references, outbound_message_references, schedule_references,
+};
+use super::leader::{Elector, LeaderGuard, Leadership, LeaseTiming};
+use super::metrics::{ConditionSource, Metrics, ObjectLabels};
+use super::object::Unchecked;
+use super::{Context, Stores, credential, error_policy, integration, outbound_message, schedule};
+use crate::api::{Credential, Integration, OutboundMessage, Schedule};
+use crate::render::{LABEL_SCHEDULE, RenderSettings};
+
+/// Settings of `switchboard operator`.
+#[derive(Clone, Debug)]
+pub struct OperatorSettings {
+    /// Where `/livez`, `/readyz` and `/metrics` listen.
+    pub metrics_addr: SocketAddr,
+    /// Elect a leader on a Lease (off: this replica always acts).
+    pub leader_election: bool,
+    /// Namespace of the Lease.
+    pub lease_namespace: String,
+    /// Name of the Lease.
+    pub lease_name: String,
+    /// This replica's identity on the Lease and on Events.
+    pub identity: String,
+    /// Election timing.
+    pub timing: LeaseTiming,
+    /// Image of the workers.
+    pub worker_image: String,
+    /// Reconciles in flight per controller.
+    pub concurrency: u16,
+}
+
+const STARTING: u8 = 0;
+const STANDBY: u8 = 1;
+const READY: u8 = 2;
+
+#[derive(Clone)]
+struct Health {
+    state: Arc<AtomicU8>,
+    metrics: Arc<Metrics>,
+}
+
+async fn livez() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(health): State<Health>) -> impl IntoResponse {
+    match health.state.load(Ordering::SeqCst) {
+        READY => (StatusCode::OK, "ok: leading, caches synced"),
+        STANDBY => (StatusCode::OK, "ok: standby, another replica leads"),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "starting: caches not synced"),
+    }
+}
+
+async fn metrics(State(health): State<Health>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        health.metrics.encode(),
+    )
+}
+
+/// The objects gauge reads the caches.
+struct StoreConditions(Stores);
+
+fn labels_of<K: Resource<DynamicType = ()>>(object: &Unchecked<K>, out: &mut Vec<ObjectLabels>) {
+    let team =
+        object.spec.pointer("/owner/team").and_then(Value::as_str).unwrap_or_default().to_string();
+    let conditions =
+        object.status.as_ref().and_then(|s| s.get("conditions")).and_then(Value::as_array);
+    for c in conditions.into_iter().flatten() {
+        out.push(ObjectLabels {
+            kind: K::kind(&()).into_owned(),
+            condition: c.get("type").and_then(Value::as_str).unwrap_or_default().into(),
+            status: c.get("status").and_then(Value::as_str).unwrap_or("Unknown").into(),
+            owner_team: team.clone(),
+        });
+    }
+}
+
+impl ConditionSource for StoreConditions {
+    fn conditions(&self) -> Vec<ObjectLabels> {
+        let mut out = Vec::new();
+        self.0.integrations.state().iter().for_each(|o| labels_of(o.as_ref(), &mut out));
+        self.0.credentials.state().iter().for_each(|o| labels_of(o.as_ref(), &mut out));
+        self.0.outbound_messages.state().iter().for_each(|o| labels_of(o.as_ref(), &mut out));
+        self.0.schedules.state().iter().for_each(|o| labels_of(o.as_ref(), &mut out));
+        out
+    }
+}
+
+fn refs_to<K: Resource<DynamicType = ()>>(
+    keys: impl IntoIterator<Item = Key>,
+    kind: &str,
+) -> Vec<ObjectRef<K>> {
+    keys.into_iter()
+        .filter(|k| k.kind == kind)
+        .map(|k| ObjectRef::new(&k.name).within(&k.namespace))
+        .collect()
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+}
+
+/// Run the operator until SIGTERM (Ok) or until leadership is lost (Err).
+pub async fn run(client: Client, settings: OperatorSettings) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::default());
+    let state = Arc::new(AtomicU8::new(STARTING));
+    let health = Health { state: state.clone(), metrics: metrics.clone() };
+    let app = Router::new()
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_handler))
+        .with_state(health);
+    let listener = tokio::net::TcpListener::bind(settings.metrics_addr).await?;
+    info!(addr = %listener.local_addr()?, "serving /livez, /readyz and /metrics");
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            error!(%error, "health server stopped");
+        }
+    });
+
+    let (leadership_tx, mut leadership) = watch::channel(Leadership::Following);
+    let guard = if settings.leader_election {
+        let elector = Elector::new(
+            client.clone(),
+            &settings.lease_namespace,
+            &settings.lease_name,
+            &settings.identity,
+            settings.timing,
+        );
+        let guard = elector.guard();
+        tokio::spawn(elector.run(leadership_tx));
+        state.store(STANDBY, Ordering::SeqCst);
+        info!(identity = %settings.identity, lease = %settings.lease_name, "waiting for the lease");
+        tokio::select! {
+            changed = leadership.wait_for(|l| *l != Leadership::Following) => { changed?; }
+            _ = shutdown_signal() => { return Ok(()); }
+        }
+        state.store(STARTING, Ordering::SeqCst);
+        guard
+    } else {
+        let _ = leadership_tx.send(Leadership::Leading);
+        LeaderGuard::always()
+    };
+
+    let index = Arc::new(RefIndex::default());
+    let cfg = watcher::Config::default().any_semantic();
+    let managed =
+        watcher::Config::default().labels("app.kubernetes.io/managed-by=switchboard-operator");
+    let integrations =
+        Controller::new(Api::<Unchecked<Integration>>::all(client.clone()), cfg.clone());
+    let credentials =
+        Controller::new(Api::<Unchecked<Credential>>::all(client.clone()), cfg.clone());
+    let outbound_messages =
+        Controller::new(Api::<Unchecked<OutboundMessage>>::all(client.clone()), cfg.clone());
+    let schedules = Controller::new(Api::<Unchecked<Schedule>>::all(client.clone()), cfg.clone());
+    let stores = Stores {
+        integrations: integrations.store(),
+        credentials: credentials.store(),
+        outbound_messages: outbound_messages.store(),
+        schedules: schedules.store(),
+    };
+    metrics.set_condition_source(Box::new(StoreConditions(stores.clone())));
+    let reporter = Reporter {
+        controller: "switchboard-operator".into(),
+        instance: Some(settings.identity.clone()),
+    };
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        RenderSettings { image: settings.worker_image.clone() },
+        guard,
+        reporter,
+        metrics.clone(),
+        stores.clone(),
+        index.clone(),
+    ));
+    let controller_config =
+        kube::runtime::controller::Config::default().concurrency(settings.concurrency);
+
+    macro_rules! owned {
+        ($controller:expr, $($child:ty),*) => {{
+            let mut c = $controller;
+            $( c = c.owns(Api::<PartialObjectMeta<$child>>::all(client.clone()), managed.clone()); )*
+            c
+        }};
+    }
+
+    let i_index = index.clone();
+    let i_index2 = index.clone();
+    let integrations = owned!(
+        integrations,
+        ConfigMap,
+        Deployment,
+        StatefulSet,
+        Service,
+        ServiceAccount,
+        Role,
+        RoleBinding,
+        PodDisruptionBudget
+    )
+    .watches(Api::<Unchecked<Credential>>::all(client.clone()), cfg.clone(), move |c| {
+        let key = Key::new("Credential", &c.namespace().unwrap_or_default(), &c.name_any());
+        refs_to::<Unchecked<Integration>>(i_index.consumers_transitive(&key), "Integration")
+    })
+    .watches(Api::<Unchecked<OutboundMessage>>::all(client.clone()), cfg.clone(), move |m| {
+        let key = Key::new("OutboundMessage", &m.namespace().unwrap_or_default(), &m.name_any());
+        refs_to::<Unchecked<Integration>>(i_index2.consumers(&key), "Integration")
+    })
+    .with_config(controller_config.clone())
+    .graceful_shutdown_on(shutdown_signal())
+    .run(integration::reconcile, error_policy, ctx.clone())
+    .for_each(|_| async {});
+
+    // Credentials: their Secret changed, or who uses them changed (for `consumers`).
+    let c_index = index.clone();
+    let c_index2 = index.clone();
+    let credentials = credentials
+        .watches(
+            Api::<PartialObjectMeta<Secret>>::all(client.clone()),
+            watcher::Config::default(),
+            move |s| {
+                let key = Key::new("Secret", &s.namespace().unwrap_or_default(), &s.name_any());
+                refs_to::<Unchecked<Credential>>(c_index.consumers(&key), "Credential")
+            },
+        )
+        .watches(Api::<Unchecked<Integration>>::all(client.clone()), cfg.clone(), move |i| {
+            let Ok(typed) = i.typed() else { return Vec::new() };
+            let direct = integration_references(&typed);
+            let via_messages: Vec<Key> = direct
+                .iter()
+                .filter(|k| k.kind == "OutboundMessage")
+                .flat_map(|k| c_index2.references(k))
+                .collect();
+            refs_to::<Unchecked<Credential>>(direct.into_iter().chain(via_messages), "Credential")
+        })
+        .watches(Api::<Unchecked<OutboundMessage>>::all(client.clone()), cfg.clone(), move |m| {
+            m.typed()
+                .map(|typed| {
+                    refs_to::<Unchecked<Credential>>(
+                        outbound_message_references(&typed),
+                        "Credential",
+                    )
+                })
+                .unwrap_or_default()
+        })
+        .with_config(controller_config.clone())
+        .graceful_shutdown_on(shutdown_signal())
+        .run(credential::reconcile, error_policy, ctx.clone())
+        .for_each(|_| async {});
+
+    let m_index = index.clone();
+    let outbound_messages = outbound_messages
+        .watches(Api::<Unchecked<Credential>>::all(client.clone()), cfg.clone(), move |c| {
+            let key = Key::new("Credential", &c.namespace().unwrap_or_default(), &c.name_any());
+            refs_to::<Unchecked<OutboundMessage>>(m_index.consumers(&key), "OutboundMessage")
+        })
+        .watches(Api::<Unchecked<Integration>>::all(client.clone()), cfg.clone(), |i| {
+            i.typed()
+                .map(|t| {
+                    refs_to::<Unchecked<OutboundMessage>>(
+                        integration_references(&t),
+                        "OutboundMessage",
+                    )
+                })
+                .unwrap_or_default()
+        })
+        .watches(Api::<Unchecked<Schedule>>::all(client.clone()), cfg.clone(), |s| {
+            s.typed()
+                .map(|t| {
+                    refs_to::<Unchecked<OutboundMessage>>(
+                        schedule_references(&t),
+                        "OutboundMessage",
+                    )
+                })
+                .unwrap_or_default()
+        })
+        .with_config(controller_config.clone())
+        .graceful_shutdown_on(shutdown_signal())
+        .run(outbound_message::reconcile, error_policy, ctx.clone())
+        .for_each(|_| async {});
+
+    let s_index = index.clone();
+    let s_index2 = index.clone();
+    let schedules = owned!(schedules, CronJob, ConfigMap)
+        .watches(
+            Api::<PartialObjectMeta<Job>>::all(client.clone()),
+            watcher::Config::default().labels(LABEL_SCHEDULE),
+            |job| {
+                let name = job.labels().get(LABEL_SCHEDULE).cloned();
+                name.map(|n| ObjectRef::new(&n).within(&job.namespace().unwrap_or_default()))
+                    .into_iter()
+                    .collect::<Vec<_>>()
+            },
+        )
+        .watches(Api::<Unchecked<Integration>>::all(client.clone()), cfg.clone(), move |i| {
+            let key = Key::new("Integration", &i.namespace().unwrap_or_default(), &i.name_any());
+            refs_to::<Unchecked<Schedule>>(s_index.consumers(&key), "Schedule")
+        })
+        .watches(Api::<Unchecked<Credential>>::all(client.clone()), cfg.clone(), move |c| {
+            let key = Key::new("Credential", &c.namespace().unwrap_or_default(), &c.name_any());
+            let users = s_index2.consumers_transitive(&key);
+            let via_integrations: Vec<Key> = users
+                .iter()
+                .filter(|k| k.kind == "Integration")
+                .flat_map(|k| s_index2.consumers(k))
+                .collect();
+            refs_to::<Unchecked<Schedule>>(users.into_iter().chain(via_integrations), "Schedule")
+        })
+        .with_config(controller_config)
+        .graceful_shutdown_on(shutdown_signal())
+        .run(schedule::reconcile, error_policy, ctx.clone())
+        .for_each(|_| async {});
+
+    let ready_state = state.clone();
+    let ready_stores = stores.clone();
+    tokio::spawn(async move {
+        let synced = tokio::try_join!(
+            ready_stores.integrations.wait_until_ready(),
+            ready_stores.credentials.wait_until_ready(),
+            ready_stores.outbound_messages.wait_until_ready(),
+            ready_stores.schedules.wait_until_ready(),
+        );
+        if synced.is_ok() {
+            info!("caches synced");
+            ready_state.store(READY, Ordering::SeqCst);
+        }
+    });
+
+    let controllers =
+        async { tokio::join!(integrations, credentials, outbound_messages, schedules) };
+    tokio::select! {
+        _ = controllers => {
+            info!("controllers stopped; shutting down");
+            Ok(())
+        }
+        lost = leadership.wait_for(|l| *l == Leadership::Lost) => {
+            lost?;
+            anyhow::bail!("lost the lease to another replica; exiting so that a restart rejoins as a follower")
+        }
+    }
+}
+
+async fn metrics_handler(state: State<Health>) -> impl IntoResponse {
+    metrics(state).await
+}

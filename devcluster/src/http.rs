@@ -309,6 +309,10 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
         return Ok(Value::Null);
     }
     let ct = header_str(headers, "content-type");
+    if ct.contains("protobuf") {
+        return crate::proto::decode_body(body)
+            .map_err(|e| ApiError::UnsupportedMediaType(e.to_string()));
+    }
     if ct.contains("yaml") {
         yaml_serde::from_slice(body)
             .map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}")))

@@ -29,6 +29,7 @@ pub mod http;
 pub mod managed;
 pub mod openapi;
 pub mod patch;
+pub mod proto;
 pub mod rbac;
 pub mod resources;
 pub mod schema;

@@ -67,14 +67,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let count: usize = std::env::args().nth(1).and_then(|n| n.parse().ok()).unwrap_or(10_000);
     let cluster = devcluster::DevCluster::start(devcluster::Config::default()).await?;
     let client = cluster.client().await?;
-    let crds: Api<DynamicObject> = Api::all_with(client.clone(), &ApiResource {
-        group: "apiextensions.k8s.io".into(), version: "v1".into(), api_version: "apiextensions.k8s.io/v1".into(),
-        kind: "CustomResourceDefinition".into(), plural: "customresourcedefinitions".into(),
-    });
+    let crds: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &ApiResource {
+            group: "apiextensions.k8s.io".into(),
+            version: "v1".into(),
+            api_version: "apiextensions.k8s.io/v1".into(),
+            kind: "CustomResourceDefinition".into(),
+            plural: "customresourcedefinitions".into(),
+        },
+    );
     crds.create(&PostParams::default(), &serde_json::from_value(crd())?).await?;
     let ar = ApiResource {
-        group: "bench.dev".into(), version: "v1".into(), api_version: "bench.dev/v1".into(),
-        kind: "BenchObject".into(), plural: "benchobjects".into(),
+        group: "bench.dev".into(),
+        version: "v1".into(),
+        api_version: "bench.dev/v1".into(),
+        kind: "BenchObject".into(),
+        plural: "benchobjects".into(),
     };
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &ar);
     let size = serde_json::to_vec(&object(0))?.len();
@@ -121,9 +130,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rss = rss_mib();
 
     println!("objects: {count} of {size} bytes each");
-    println!("writes/s:        {writes_per_sec:>10.0}  target >= {WRITES_PER_SEC_TARGET:.0}  ratio {:.2}", writes_per_sec / WRITES_PER_SEC_TARGET);
-    println!("list latency:    {:>10.0} ms  target <= {} ms  ratio {:.2}", list_time.as_secs_f64() * 1000.0, LIST_TARGET.as_millis(), LIST_TARGET.as_secs_f64() / list_time.as_secs_f64());
-    println!("watch catch-up:  {:>10.0} ms  target <= {} ms  ratio {:.2}", watch_time.as_secs_f64() * 1000.0, WATCH_TARGET.as_millis(), WATCH_TARGET.as_secs_f64() / watch_time.as_secs_f64());
-    println!("resident memory: {rss:>10.0} MiB target <= {RSS_TARGET_MIB:.0} MiB ratio {:.2} (server and client in one process)", RSS_TARGET_MIB / rss);
+    println!(
+        "writes/s:        {writes_per_sec:>10.0}  target >= {WRITES_PER_SEC_TARGET:.0}  ratio {:.2}",
+        writes_per_sec / WRITES_PER_SEC_TARGET
+    );
+    println!(
+        "list latency:    {:>10.0} ms  target <= {} ms  ratio {:.2}",
+        list_time.as_secs_f64() * 1000.0,
+        LIST_TARGET.as_millis(),
+        LIST_TARGET.as_secs_f64() / list_time.as_secs_f64()
+    );
+    println!(
+        "watch catch-up:  {:>10.0} ms  target <= {} ms  ratio {:.2}",
+        watch_time.as_secs_f64() * 1000.0,
+        WATCH_TARGET.as_millis(),
+        WATCH_TARGET.as_secs_f64() / watch_time.as_secs_f64()
+    );
+    println!(
+        "resident memory: {rss:>10.0} MiB target <= {RSS_TARGET_MIB:.0} MiB ratio {:.2} (server and client in one process)",
+        RSS_TARGET_MIB / rss
+    );
     Ok(())
 }

@@ -819,11 +819,10 @@ impl Core {
             return Ok(Written { object: o.value(), warnings, created: false });
         }
         let created = old.is_none();
-        let stored = self
-            .store
-            .put(&res.key(), ns, name, new, expect)
+        self.store
+            .put(&res.key(), ns, name, &mut new, expect)
             .map_err(|e| store_err(res, name, e))?;
-        let object = stored.value();
+        let object = new;
         self.after_write(res, ns, name, &object, created)?;
         Ok(Written { object, warnings, created })
     }
@@ -1036,8 +1035,8 @@ impl Core {
                 if res.kind == "Namespace" {
                     obj["status"] = json!({"phase": "Terminating"});
                 }
-                match self.store.put(&res.key(), ns, name, obj, Expect::Version(old.rv)) {
-                    Ok(stored) => return Ok((stored.value(), true)),
+                match self.store.put(&res.key(), ns, name, &mut obj, Expect::Version(old.rv)) {
+                    Ok(_) => return Ok((obj, true)),
                     Err(StoreError::Conflict) => continue,
                     Err(e) => return Err(store_err(res, name, e)),
                 }

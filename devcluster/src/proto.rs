@@ -207,25 +207,56 @@ fn local_object_reference(b: &[u8]) -> Result<Value, ProtoError> {
 }
 
 fn policy_rule(b: &[u8]) -> Result<Value, ProtoError> {
-    decode(b, &Shape {
-        strings: NONE,
-        repeated: &[(1, "verbs"), (2, "apiGroups"), (3, "resources"), (4, "resourceNames"), (5, "nonResourceURLs")],
-        maps: &[],
-        bools: NONE,
-        messages: &[],
-    })
+    decode(
+        b,
+        &Shape {
+            strings: NONE,
+            repeated: &[
+                (1, "verbs"),
+                (2, "apiGroups"),
+                (3, "resources"),
+                (4, "resourceNames"),
+                (5, "nonResourceURLs"),
+            ],
+            maps: &[],
+            bools: NONE,
+            messages: &[],
+        },
+    )
 }
 
 fn subject(b: &[u8]) -> Result<Value, ProtoError> {
-    decode(b, &Shape { strings: &[(1, "kind"), (2, "apiGroup"), (3, "name"), (4, "namespace")], repeated: NONE, maps: &[], bools: NONE, messages: &[] })
+    decode(
+        b,
+        &Shape {
+            strings: &[(1, "kind"), (2, "apiGroup"), (3, "name"), (4, "namespace")],
+            repeated: NONE,
+            maps: &[],
+            bools: NONE,
+            messages: &[],
+        },
+    )
 }
 
 fn role_ref(b: &[u8]) -> Result<Value, ProtoError> {
-    decode(b, &Shape { strings: &[(1, "apiGroup"), (2, "kind"), (3, "name")], repeated: NONE, maps: &[], bools: NONE, messages: &[] })
+    decode(
+        b,
+        &Shape {
+            strings: &[(1, "apiGroup"), (2, "kind"), (3, "name")],
+            repeated: NONE,
+            maps: &[],
+            bools: NONE,
+            messages: &[],
+        },
+    )
 }
 
 /// Collects a repeated message field.
-fn repeated(raw: &[u8], number: u64, f: fn(&[u8]) -> Result<Value, ProtoError>) -> Result<Vec<Value>, ProtoError> {
+fn repeated(
+    raw: &[u8],
+    number: u64,
+    f: fn(&[u8]) -> Result<Value, ProtoError>,
+) -> Result<Vec<Value>, ProtoError> {
     fields(raw)?
         .into_iter()
         .filter_map(|(n, field)| match field {
@@ -326,12 +357,30 @@ pub fn decode_body(body: &[u8]) -> Result<Value, ProtoError> {
             v
         }
         "Role" | "ClusterRole" => {
-            let mut v = decode(raw, &Shape { strings: NONE, repeated: NONE, maps: &[], bools: NONE, messages: &[meta(1)] })?;
+            let mut v = decode(
+                raw,
+                &Shape {
+                    strings: NONE,
+                    repeated: NONE,
+                    maps: &[],
+                    bools: NONE,
+                    messages: &[meta(1)],
+                },
+            )?;
             v["rules"] = Value::Array(repeated(raw, 2, policy_rule)?);
             v
         }
         "RoleBinding" | "ClusterRoleBinding" => {
-            let mut v = decode(raw, &Shape { strings: NONE, repeated: NONE, maps: &[], bools: NONE, messages: &[meta(1), (3, "roleRef", role_ref)] })?;
+            let mut v = decode(
+                raw,
+                &Shape {
+                    strings: NONE,
+                    repeated: NONE,
+                    maps: &[],
+                    bools: NONE,
+                    messages: &[meta(1), (3, "roleRef", role_ref)],
+                },
+            )?;
             let subjects = repeated(raw, 2, subject)?;
             if !subjects.is_empty() {
                 v["subjects"] = Value::Array(subjects);

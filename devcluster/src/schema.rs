@@ -287,12 +287,10 @@ impl CompiledCrd {
             };
             let cel_self = cel_view(&object);
             let cel_old = old_normalized.as_ref().map(cel_view);
-            if let Err(errors) = kube_cel::Validator::new().validate_compiled_with_context(
-                cel,
-                &cel_self,
-                cel_old.as_ref(),
-                Some(&root),
-            ) {
+            let result = CEL_VALIDATOR.with(|v| {
+                v.validate_compiled_with_context(cel, &cel_self, cel_old.as_ref(), Some(&root))
+            });
+            if let Err(errors) = result {
                 for e in errors {
                     causes.push(cel_cause(schema, &e));
                 }
@@ -301,6 +299,11 @@ impl CompiledCrd {
 
         if causes.is_empty() { Ok(Validated { object, pruned }) } else { Err(causes) }
     }
+}
+
+thread_local! {
+    /// Registering every Kubernetes CEL function is costly; do it once per thread.
+    static CEL_VALIDATOR: kube_cel::Validator = kube_cel::Validator::new();
 }
 
 /// CEL only sees `metadata.name` and `metadata.generateName` of the object's metadata.

@@ -361,14 +361,14 @@ impl Store {
         self.lock().objects.iter().filter(|(_, m)| !m.is_empty()).map(|(k, _)| k.clone()).collect()
     }
 
-    /// Creates or replaces an object. `object` gets the new resourceVersion in
-    /// `metadata.resourceVersion`.
+    /// Creates or replaces an object; `object` gets the new resourceVersion in
+    /// `metadata.resourceVersion` (also in the caller's copy).
     pub fn put(
         &self,
         key: &ResourceKey,
         ns: &str,
         name: &str,
-        mut object: Value,
+        object: &mut Value,
         expect: Expect,
     ) -> Result<Arc<StoredObject>, StoreError> {
         let mut state = self.lock();
@@ -382,7 +382,7 @@ impl Store {
         if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
             meta.insert("resourceVersion".into(), Value::String(rv.to_string()));
         }
-        let json = Bytes::from(serde_json::to_vec(&object).unwrap_or_default());
+        let json = Bytes::from(serde_json::to_vec(&*object).unwrap_or_default());
         let stored = Arc::new(StoredObject { rv, json });
         state.rv = rv;
         state

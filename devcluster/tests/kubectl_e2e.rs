@@ -52,7 +52,11 @@ impl Kubectl {
     /// Runs and expects failure; returns stderr.
     fn fails(&self, args: &[&str], stdin: Option<&str>) -> String {
         let out = self.run(args, stdin);
-        assert!(!out.status.success(), "kubectl {args:?} unexpectedly succeeded: {}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            !out.status.success(),
+            "kubectl {args:?} unexpectedly succeeded: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 }
@@ -104,32 +108,69 @@ fn kubectl_drives_devcluster() {
     k.ok(&["apply", "-f", crd.to_str().expect("path")]);
     k.ok(&["wait", "--for", "condition=Established", "crd/widgets.example.dev", "--timeout=20s"]);
     let resources = k.ok(&["api-resources", "--api-group=example.dev", "-o", "wide"]);
-    assert!(resources.contains("wg") && resources.contains("gadgets"), "short names and categories: {resources}");
+    assert!(
+        resources.contains("wg") && resources.contains("gadgets"),
+        "short names and categories: {resources}"
+    );
 
     // Client-side apply, then server-side apply of another object.
     k.ok_stdin(&["apply", "-f", "-"], Some(W1));
     k.ok_stdin(&["apply", "--server-side", "-f", "-"], Some(W2));
-    let managers = k.ok(&["get", "widget", "w2", "-o", "jsonpath={.metadata.managedFields[*].manager}"]);
+    let managers =
+        k.ok(&["get", "widget", "w2", "-o", "jsonpath={.metadata.managedFields[*].manager}"]);
     assert_eq!(managers, "kubectl", "server-side apply records its field manager");
 
     // Printer columns (including defaulted values), short names, categories, selectors.
     let table = k.ok(&["get", "wg"]);
     let header: Vec<&str> = table.lines().next().expect("header").split_whitespace().collect();
     assert_eq!(header, ["NAME", "SIZE", "COLOR", "PHASE", "AGE"]);
-    assert!(table.lines().any(|l| l.starts_with("w1") && l.contains(" 3 ") && l.contains("red")), "{table}");
+    assert!(
+        table.lines().any(|l| l.starts_with("w1") && l.contains(" 3 ") && l.contains("red")),
+        "{table}"
+    );
     assert!(k.ok(&["get", "gadgets"]).contains("w2"));
     let gold = k.ok(&["get", "widgets", "-l", "tier=gold", "-o", "name"]);
     assert_eq!(gold.trim(), "widget.example.dev/w1");
     let yaml = k.ok(&["get", "widget", "w1", "-o", "yaml"]);
-    assert!(yaml.contains("maxSize: 10") && yaml.contains("uid:") && yaml.contains("resourceVersion:"), "{yaml}");
+    assert!(
+        yaml.contains("maxSize: 10") && yaml.contains("uid:") && yaml.contains("resourceVersion:"),
+        "{yaml}"
+    );
 
     // Patches: merge, JSON, strategic (on a built-in), status subresource.
     k.ok(&["patch", "widget", "w1", "--type", "merge", "-p", r#"{"spec":{"size":4}}"#]);
-    k.ok(&["patch", "widget", "w1", "--type", "json", "-p", r#"[{"op":"replace","path":"/spec/size","value":5}]"#]);
-    assert_eq!(k.ok(&["get", "widget", "w1", "-o", "jsonpath={.spec.size}/{.metadata.generation}"]), "5/3");
-    k.ok(&["patch", "widget", "w1", "--subresource", "status", "--type", "merge", "-p", r#"{"status":{"phase":"Ready"},"spec":{"size":1}}"#]);
+    k.ok(&[
+        "patch",
+        "widget",
+        "w1",
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/size","value":5}]"#,
+    ]);
     assert_eq!(
-        k.ok(&["get", "widget", "w1", "-o", "jsonpath={.status.phase}/{.spec.size}/{.metadata.generation}"]),
+        k.ok(&["get", "widget", "w1", "-o", "jsonpath={.spec.size}/{.metadata.generation}"]),
+        "5/3"
+    );
+    k.ok(&[
+        "patch",
+        "widget",
+        "w1",
+        "--subresource",
+        "status",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"status":{"phase":"Ready"},"spec":{"size":1}}"#,
+    ]);
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "widget",
+            "w1",
+            "-o",
+            "jsonpath={.status.phase}/{.spec.size}/{.metadata.generation}"
+        ]),
         "Ready/5/3",
         "status writes ignore spec and keep the generation"
     );
@@ -148,7 +189,13 @@ spec:
     k.ok(&["patch", "deployment", "web", "--type", "strategic", "-p",
         r#"{"spec":{"template":{"spec":{"containers":[{"name":"web","env":[{"name":"B","value":"2"}]}]}}}}"#]);
     assert_eq!(
-        k.ok(&["get", "deployment", "web", "-o", "jsonpath={.spec.template.spec.containers[0].env[*].name}"]),
+        k.ok(&[
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].env[*].name}"
+        ]),
         "A B",
         "strategic merge patch merges env by name"
     );
@@ -162,18 +209,31 @@ spec:
     let mut child = watch.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("watch");
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
     let first = lines.next().expect("initial line").expect("read");
-    let first = if first.contains("EVENT") { lines.next().expect("row").expect("read") } else { first };
+    let first =
+        if first.contains("EVENT") { lines.next().expect("row").expect("read") } else { first };
     assert!(first.contains("ADDED") && first.contains("w2"), "{first}");
     k.ok(&["patch", "widget", "w2", "--type", "merge", "-p", r#"{"spec":{"size":7}}"#]);
     let second = lines.next().expect("change line").expect("read");
-    assert!(second.contains("MODIFIED") && second.contains("w2") && second.contains(" 7 "), "{second}");
+    assert!(
+        second.contains("MODIFIED") && second.contains("w2") && second.contains(" 7 "),
+        "{second}"
+    );
     let _ = child.kill();
     let _ = child.wait();
 
     // Invalid objects: CEL rule message, transition rule, strict unknown fields.
-    let err = k.fails(&["patch", "widget", "w1", "--type", "merge", "-p", r#"{"spec":{"size":50}}"#], None);
-    assert!(err.contains(r#"spec: Invalid value: "object": size must not exceed maxSize"#), "{err}");
-    let err = k.fails(&["patch", "widget", "w1", "--type", "merge", "-p", r#"{"spec":{"color":"blue"}}"#], None);
+    let err = k.fails(
+        &["patch", "widget", "w1", "--type", "merge", "-p", r#"{"spec":{"size":50}}"#],
+        None,
+    );
+    assert!(
+        err.contains(r#"spec: Invalid value: "object": size must not exceed maxSize"#),
+        "{err}"
+    );
+    let err = k.fails(
+        &["patch", "widget", "w1", "--type", "merge", "-p", r#"{"spec":{"color":"blue"}}"#],
+        None,
+    );
     assert!(err.contains("color is immutable"), "{err}");
     let err = k.fails(&["apply", "-f", "-"], Some("apiVersion: example.dev/v1\nkind: Widget\nmetadata: {name: w3}\nspec: {size: 1, bogus: true}\n"));
     assert!(err.contains(r#"unknown field "spec.bogus""#), "{err}");
@@ -190,16 +250,46 @@ spec:
     });
 
     // A finalizer holds deletion until it is removed.
-    k.ok(&["patch", "widget", "w1", "--type", "merge", "-p", r#"{"metadata":{"finalizers":["example.dev/hold"]}}"#]);
+    k.ok(&[
+        "patch",
+        "widget",
+        "w1",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"metadata":{"finalizers":["example.dev/hold"]}}"#,
+    ]);
     k.ok(&["delete", "widget", "w1", "--wait=false"]);
-    assert!(!k.ok(&["get", "widget", "w1", "-o", "jsonpath={.metadata.deletionTimestamp}"]).is_empty());
-    k.ok(&["patch", "widget", "w1", "--type", "merge", "-p", r#"{"metadata":{"finalizers":null}}"#]);
+    assert!(
+        !k.ok(&["get", "widget", "w1", "-o", "jsonpath={.metadata.deletionTimestamp}"]).is_empty()
+    );
+    k.ok(&[
+        "patch",
+        "widget",
+        "w1",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"metadata":{"finalizers":null}}"#,
+    ]);
     eventually("w1 to be gone", || k.fails(&["get", "widget", "w1"], None).contains("NotFound"));
 
     // RBAC: a ServiceAccount allowed to read widgets and nothing else.
     k.ok(&["create", "serviceaccount", "bot"]);
-    k.ok(&["create", "role", "widget-reader", "--verb=get,list,watch", "--resource=widgets.example.dev"]);
-    k.ok(&["create", "rolebinding", "bot-reads-widgets", "--role=widget-reader", "--serviceaccount=default:bot"]);
+    k.ok(&[
+        "create",
+        "role",
+        "widget-reader",
+        "--verb=get,list,watch",
+        "--resource=widgets.example.dev",
+    ]);
+    k.ok(&[
+        "create",
+        "rolebinding",
+        "bot-reads-widgets",
+        "--role=widget-reader",
+        "--serviceaccount=default:bot",
+    ]);
     let sa = "--as=system:serviceaccount:default:bot";
     assert_eq!(k.ok(&["auth", "can-i", "list", "widgets.example.dev", sa]).trim(), "yes");
     let denied = k.run(&["auth", "can-i", "delete", "widgets.example.dev", sa], None);
@@ -212,10 +302,17 @@ spec:
         err.contains(r#"secrets is forbidden: User "system:serviceaccount:default:bot" cannot list resource "secrets" in API group "" in the namespace "default""#),
         "{err}"
     );
-    let sa_kubeconfig = cluster.service_account_kubeconfig("default", "bot").expect("sa kubeconfig");
+    let sa_kubeconfig =
+        cluster.service_account_kubeconfig("default", "bot").expect("sa kubeconfig");
     let as_bot = Kubectl { kubeconfig: sa_kubeconfig };
     assert_eq!(as_bot.ok(&["auth", "can-i", "get", "widgets.example.dev"]).trim(), "yes");
-    assert_eq!(String::from_utf8_lossy(&as_bot.run(&["auth", "can-i", "create", "widgets.example.dev"], None).stdout).trim(), "no");
+    assert_eq!(
+        String::from_utf8_lossy(
+            &as_bot.run(&["auth", "can-i", "create", "widgets.example.dev"], None).stdout
+        )
+        .trim(),
+        "no"
+    );
 
     drop(cluster);
     rt.shutdown_timeout(Duration::from_secs(1));

@@ -423,6 +423,7 @@ impl Core {
     }
 
     /// Replaces an object (PUT), honouring `metadata.resourceVersion` as a precondition.
+    #[allow(clippy::too_many_arguments)]
     pub fn update(
         &self,
         res: &Resource,
@@ -585,7 +586,7 @@ impl Core {
         };
         managed::apply(live, applied, shape, scope, opts.force, &w).map_err(|c| {
             ApiError::ApplyConflict {
-                subject: res.subject(meta_str(applied, "name").unwrap_or("")),
+                subject: Box::new(res.subject(meta_str(applied, "name").unwrap_or(""))),
                 message: c.message,
                 conflicts: c.causes,
             }

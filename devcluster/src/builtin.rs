@@ -276,7 +276,7 @@ fn set_default(obj: &mut Value, path: &[&str], value: Value) {
 fn for_each_item(obj: &mut Value, path: &[&str], f: &mut dyn FnMut(&mut Value)) {
     let Some((first, rest)) = path.split_first() else {
         if let Some(items) = obj.as_array_mut() {
-            items.iter_mut().for_each(|i| f(i));
+            items.iter_mut().for_each(&mut *f);
         }
         return;
     };

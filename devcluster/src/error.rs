@@ -65,7 +65,7 @@ pub enum ApiError {
     #[error("{message}")]
     ApplyConflict {
         /// The object.
-        subject: Subject,
+        subject: Box<Subject>,
         /// Full message (`Apply failed with N conflicts: ...`).
         message: String,
         /// `(manager message, field)` pairs.

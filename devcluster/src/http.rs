@@ -82,7 +82,7 @@ pub fn router(state: Arc<AppState>) -> axum::Router {
 async fn handle(State(st): State<Arc<AppState>>, req: Request) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let query: Query = req.uri().query().map(|q| url_decode_pairs(q)).unwrap_or_default();
+    let query: Query = req.uri().query().map(url_decode_pairs).unwrap_or_default();
     let headers = req.headers().clone();
     let body = match axum::body::to_bytes(req.into_body(), 64 * 1024 * 1024).await {
         Ok(b) => b,

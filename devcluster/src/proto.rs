@@ -23,6 +23,9 @@ pub enum ProtoError {
     Unsupported(String),
 }
 
+/// Decodes one nested message.
+type Decoder = fn(&[u8]) -> Result<Value, ProtoError>;
+
 enum Field<'a> {
     Varint(u64),
     Bytes(&'a [u8]),
@@ -97,7 +100,7 @@ struct Shape<'s> {
     repeated: &'s [(u64, &'static str)],
     maps: &'s [(u64, &'static str, bool)],
     bools: &'s [(u64, &'static str)],
-    messages: &'s [(u64, &'static str, fn(&[u8]) -> Result<Value, ProtoError>)],
+    messages: &'s [(u64, &'static str, Decoder)],
 }
 
 fn decode(buf: &[u8], shape: &Shape<'_>) -> Result<Value, ProtoError> {
@@ -291,9 +294,7 @@ pub fn decode_body(body: &[u8]) -> Result<Value, ProtoError> {
             }
         }
     }
-    let meta = |n: u64| -> (u64, &'static str, fn(&[u8]) -> Result<Value, ProtoError>) {
-        (n, "metadata", object_meta)
-    };
+    let meta = |n: u64| -> (u64, &'static str, Decoder) { (n, "metadata", object_meta) };
     let mut obj = match kind.as_str() {
         "SelfSubjectAccessReview" | "SubjectAccessReview" => decode(
             raw,

@@ -126,6 +126,7 @@ pub enum Expect {
 }
 
 type ObjectMap = BTreeMap<(String, String), Arc<StoredObject>>;
+type Entry<'a> = (&'a (String, String), &'a Arc<StoredObject>);
 
 struct State {
     rv: u64,
@@ -340,15 +341,14 @@ impl Store {
     ) -> (u64, Vec<(String, String, Arc<StoredObject>)>) {
         let state = self.lock();
         let Some(map) = state.objects.get(key) else { return (state.rv, Vec::new()) };
-        let range: Box<dyn Iterator<Item = (&(String, String), &Arc<StoredObject>)>> =
-            match (ns, after) {
-                (_, Some(a)) => Box::new(map.range::<(String, String), _>((
-                    std::ops::Bound::Excluded(a.clone()),
-                    std::ops::Bound::Unbounded,
-                ))),
-                (Some(n), None) => Box::new(map.range((n.to_string(), String::new())..)),
-                (None, None) => Box::new(map.iter()),
-            };
+        let range: Box<dyn Iterator<Item = Entry<'_>>> = match (ns, after) {
+            (_, Some(a)) => Box::new(map.range::<(String, String), _>((
+                std::ops::Bound::Excluded(a.clone()),
+                std::ops::Bound::Unbounded,
+            ))),
+            (Some(n), None) => Box::new(map.range((n.to_string(), String::new())..)),
+            (None, None) => Box::new(map.iter()),
+        };
         let items = range
             .take_while(|((n, _), _)| ns.is_none_or(|want| want == n))
             .map(|((n, name), o)| (n.clone(), name.clone(), o.clone()))

@@ -104,7 +104,9 @@ pub fn json_path<'v>(obj: &'v Value, path: &str) -> Vec<&'v Value> {
                     .flatten()
                     .filter(|item| match item.get(field) {
                         Some(Value::String(s)) => s == want,
-                        Some(other) => other.to_string() == want,
+                        Some(Value::Number(n)) => n.to_string() == want,
+                        Some(Value::Bool(b)) => b.to_string() == want,
+                        Some(_) => false,
                         None => false,
                     })
                     .collect();

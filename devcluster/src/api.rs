@@ -130,6 +130,15 @@ pub struct Written {
     pub warnings: Vec<String>,
     /// Whether the write created the object.
     pub created: bool,
+    /// The stored serialization, when it is what the client should see.
+    pub serialized: Option<Bytes>,
+}
+
+impl Written {
+    /// The response body.
+    pub fn body(&self) -> Bytes {
+        self.serialized.clone().unwrap_or_else(|| Bytes::from(self.object.to_string()))
+    }
 }
 
 /// The in-process API: store plus registry plus admission.
@@ -812,20 +821,23 @@ impl Core {
             } else {
                 meta_mut(&mut new).remove("resourceVersion");
             }
-            return Ok(Written { object: new, warnings, created: old.is_none() });
+            return Ok(Written { object: new, warnings, created: old.is_none(), serialized: None });
         }
         if old_value.as_ref().is_some_and(|o| *o == new) {
             // A no-op write does not bump the resourceVersion (as in Kubernetes).
             let o = old.expect("old present");
-            return Ok(Written { object: o.value(), warnings, created: false });
+            return Ok(Written { object: o.value(), warnings, created: false, serialized: None });
         }
         let created = old.is_none();
-        self.store
+        let stored = self
+            .store
             .put(&res.key(), ns, name, &mut new, expect)
             .map_err(|e| store_err(res, name, e))?;
         let object = new;
         self.after_write(res, ns, name, &object, created)?;
-        Ok(Written { object, warnings, created })
+        let serialized =
+            (res.custom().is_none() || storage.version == res.version).then(|| stored.json.clone());
+        Ok(Written { object, warnings, created, serialized })
     }
 
     /// Side effects of a stored write.

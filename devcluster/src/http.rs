@@ -443,12 +443,7 @@ async fn resource_request(
         "create" => {
             let body = parse_body(headers, &body)?;
             let w = core.create(&res, ns, body, &write_options(q)?, &agent)?;
-            Ok(json_response(
-                StatusCode::CREATED,
-                Bytes::from(w.object.to_string()),
-                "application/json",
-                &w.warnings,
-            ))
+            Ok(json_response(StatusCode::CREATED, w.body(), "application/json", &w.warnings))
         }
         "update" => {
             let body = parse_body(headers, &body)?;
@@ -462,12 +457,7 @@ async fn resource_request(
                 &agent,
             )?;
             let code = if w.created { StatusCode::CREATED } else { StatusCode::OK };
-            Ok(json_response(
-                code,
-                Bytes::from(w.object.to_string()),
-                "application/json",
-                &w.warnings,
-            ))
+            Ok(json_response(code, w.body(), "application/json", &w.warnings))
         }
         "patch" => {
             let ct = header_str(headers, "content-type");
@@ -500,12 +490,7 @@ async fn resource_request(
                 &agent,
             )?;
             let code = if w.created { StatusCode::CREATED } else { StatusCode::OK };
-            Ok(json_response(
-                code,
-                Bytes::from(w.object.to_string()),
-                "application/json",
-                &w.warnings,
-            ))
+            Ok(json_response(code, w.body(), "application/json", &w.warnings))
         }
         "delete" => {
             let opts = delete_options(q, headers, &body)?;

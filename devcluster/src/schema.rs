@@ -612,7 +612,7 @@ impl Checker<'_> {
             Value::String(s) => self.check_string(schema, s, path),
             Value::Number(_) => self.check_number(schema, value, path),
             Value::Array(items) => self.check_array(schema, items, path),
-            Value::Object(map) => self.check_object(schema, map, path),
+            Value::Object(map) => self.check_object(schema, value, map, path),
             _ => {}
         }
     }
@@ -773,7 +773,13 @@ impl Checker<'_> {
         }
     }
 
-    fn check_object(&mut self, schema: &Value, map: &Map<String, Value>, path: &str) {
+    fn check_object(
+        &mut self,
+        schema: &Value,
+        value: &Value,
+        map: &Map<String, Value>,
+        path: &str,
+    ) {
         let len = map.len() as u64;
         if let Some(max) = schema.get("maxProperties").and_then(Value::as_u64)
             && len > max
@@ -815,7 +821,7 @@ impl Checker<'_> {
             }
         }
         for keyword in ["allOf", "anyOf", "oneOf"] {
-            self.check_junctor(schema, keyword, &Value::Object(map.clone()), path);
+            self.check_junctor(schema, keyword, value, path);
         }
     }
 

@@ -378,3 +378,162 @@ async fn discovery_openapi_and_tables() {
     assert_eq!(table["rows"][0]["cells"][0], "t");
     assert_eq!(table["rows"][0]["cells"][1], 1);
 }
+
+#[tokio::test]
+async fn collections_warnings_reviews_and_scale() {
+    let (_c, client) = start(Config::default()).await;
+    let api: Api<ConfigMap> = Api::default_namespaced(client.clone());
+    for n in ["x1", "x2", "y1"] {
+        api.create(&PostParams::default(), &cm(n)).await.expect("create");
+    }
+    let (code, _) = raw(
+        &client,
+        "DELETE",
+        "/api/v1/namespaces/default/configmaps?labelSelector=app%20in%20(x1,x2)",
+        "application/json",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(code, 200);
+    let left: Vec<String> = api
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .items
+        .into_iter()
+        .filter_map(|c| c.metadata.name)
+        .collect();
+    assert_eq!(left, ["y1"], "deletecollection honours the label selector");
+
+    // Unknown fields are pruned with a warning by default.
+    let req = http::Request::builder()
+        .method("POST")
+        .uri("/api/v1/namespaces/default/configmaps")
+        .header("content-type", "application/json")
+        .body(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "warned"}, "bogus": 1}).to_string().into_bytes())
+        .expect("request");
+    let resp = client.send(req.map(kube::client::Body::from)).await.expect("send");
+    let warning =
+        resp.headers().get("warning").expect("warning header").to_str().expect("ascii").to_string();
+    assert!(warning.contains(r#"unknown field \"bogus\""#), "{warning}");
+    assert!(api.get("warned").await.is_ok());
+
+    // SubjectAccessReview and SelfSubjectReview.
+    let (_, sar) = raw(&client, "POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", "application/json",
+        json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+            "spec": {"user": "someone", "resourceAttributes": {"verb": "get", "resource": "pods", "namespace": "default"}}})).await;
+    assert_eq!(sar["status"]["allowed"], false);
+    let (_, me) = raw(
+        &client,
+        "POST",
+        "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+        "application/json",
+        json!({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}),
+    )
+    .await;
+    assert_eq!(me["status"]["userInfo"]["username"], "admin");
+
+    // The scale subresource reads and writes spec.replicas.
+    let deploy = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+        "spec": {"selector": {"matchLabels": {"app": "d"}}, "template": {"metadata": {"labels": {"app": "d"}},
+            "spec": {"containers": [{"name": "c", "image": "busybox:1"}]}}}});
+    let (code, created) = raw(
+        &client,
+        "POST",
+        "/apis/apps/v1/namespaces/default/deployments",
+        "application/json",
+        deploy,
+    )
+    .await;
+    assert_eq!(code, 201, "{created}");
+    assert_eq!(created["spec"]["replicas"], 1, "defaulted");
+    let (_, scale) = raw(
+        &client,
+        "PATCH",
+        "/apis/apps/v1/namespaces/default/deployments/d/scale",
+        "application/merge-patch+json",
+        json!({"spec": {"replicas": 3}}),
+    )
+    .await;
+    assert_eq!(scale["kind"], "Scale");
+    assert_eq!(scale["spec"]["replicas"], 3);
+    let (_, d) = raw(
+        &client,
+        "GET",
+        "/apis/apps/v1/namespaces/default/deployments/d",
+        "application/json",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(d["spec"]["replicas"], 3);
+}
+
+#[tokio::test]
+async fn crds_with_broken_cel_are_rejected() {
+    let (_c, client) = start(Config::default()).await;
+    let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "things.example.dev"},
+        "spec": {"group": "example.dev", "scope": "Namespaced", "names": {"kind": "Thing", "plural": "things"},
+            "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {"type": "object",
+                "x-kubernetes-validations": [{"rule": "self.spec.(("}]}}}]}});
+    let (code, body) = raw(
+        &client,
+        "POST",
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+        "application/json",
+        crd,
+    )
+    .await;
+    assert_eq!(code, 422, "{body}");
+    assert!(
+        body["details"]["causes"][0]["field"]
+            .as_str()
+            .expect("field")
+            .contains("x-kubernetes-validations[0].rule"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn watches_follow_selector_transitions() {
+    let (_c, client) = start(Config::default()).await;
+    let api: Api<ConfigMap> = Api::default_namespaced(client);
+    let created = api.create(&PostParams::default(), &cm("sel")).await.expect("create");
+    let rv = created.metadata.resource_version.expect("rv");
+    let mut stream =
+        api.watch(&WatchParams::default().labels("app=sel"), &rv).await.expect("watch").boxed();
+    api.patch(
+        "sel",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"app": "other"}}})),
+    )
+    .await
+    .expect("relabel");
+    match stream.try_next().await.expect("event") {
+        Some(WatchEvent::Deleted(o)) => assert_eq!(o.metadata.name.as_deref(), Some("sel")),
+        other => panic!("leaving the selector is a DELETED event, got {other:?}"),
+    }
+    api.patch(
+        "sel",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"app": "sel"}}})),
+    )
+    .await
+    .expect("relabel");
+    assert!(
+        matches!(stream.try_next().await.expect("event"), Some(WatchEvent::Added(_))),
+        "entering it is ADDED"
+    );
+}
+
+#[tokio::test]
+async fn in_memory_restart_keeps_state_and_port() {
+    let (mut cluster, client) = start(Config::default()).await;
+    let api: Api<ConfigMap> = Api::default_namespaced(client);
+    api.create(&PostParams::default(), &cm("mem")).await.expect("create");
+    let addr = cluster.addr();
+    cluster.restart().await.expect("restart");
+    assert_eq!(cluster.addr(), addr);
+    let api: Api<ConfigMap> = Api::default_namespaced(cluster.client().await.expect("client"));
+    assert!(api.get("mem").await.is_ok());
+}

@@ -101,14 +101,34 @@ impl<'a> Shape<'a> {
     }
 }
 
+/// The value a list-map key field takes when it is omitted (the API server defaults it
+/// before merging, e.g. a port's `protocol`).
+fn key_default(key: &str) -> Option<Value> {
+    (key == "protocol").then(|| Value::String("TCP".into()))
+}
+
+/// A key field of a list-map entry, defaulted.
+fn key_value(item: &Value, key: &str) -> Option<Value> {
+    item.get(key).cloned().or_else(|| key_default(key))
+}
+
 fn key_element(item: &Value, keys: &[String]) -> String {
     let mut m = Map::new();
     for k in keys {
-        if let Some(v) = item.get(k) {
-            m.insert(k.clone(), v.clone());
+        if let Some(v) = key_value(item, k) {
+            m.insert(k.clone(), v);
         }
     }
     format!("k:{}", Value::Object(m))
+}
+
+/// Whether `path` ends at a key field of the list-map entry it sits in.
+fn is_key_field(path: &[String]) -> bool {
+    let [.., parent, last] = path else { return false };
+    let (Some(field), Some(keys)) = (last.strip_prefix("f:"), parent.strip_prefix("k:")) else {
+        return false;
+    };
+    serde_json::from_str::<Map<String, Value>>(keys).is_ok_and(|k| k.contains_key(field))
 }
 
 fn field_name(prefix: &[String]) -> &str {
@@ -211,10 +231,9 @@ pub fn value_at<'v>(obj: &'v Value, path: &[String]) -> Option<&'v Value> {
             node = node.get(f)?;
         } else if let Some(k) = el.strip_prefix("k:") {
             let keys: Map<String, Value> = serde_json::from_str(k).ok()?;
-            node = node
-                .as_array()?
-                .iter()
-                .find(|item| keys.iter().all(|(kk, kv)| item.get(kk) == Some(kv)))?;
+            node = node.as_array()?.iter().find(|item| {
+                keys.iter().all(|(kk, kv)| key_value(item, kk).as_ref() == Some(kv))
+            })?;
         } else if let Some(v) = el.strip_prefix("v:") {
             let want: Value = serde_json::from_str(v).ok()?;
             node = node.as_array()?.iter().find(|item| **item == want)?;
@@ -235,7 +254,9 @@ fn remove_at(obj: &mut Value, path: &[String]) {
         } else if let Some(k) = el.strip_prefix("k:") {
             let Ok(keys) = serde_json::from_str::<Map<String, Value>>(k) else { return };
             node.as_array_mut().and_then(|a| {
-                a.iter_mut().find(|item| keys.iter().all(|(kk, kv)| item.get(kk) == Some(kv)))
+                a.iter_mut().find(|item| {
+                    keys.iter().all(|(kk, kv)| key_value(item, kk).as_ref() == Some(kv))
+                })
             })
         } else {
             None
@@ -253,7 +274,7 @@ fn remove_at(obj: &mut Value, path: &[String]) {
         if let (Ok(keys), Some(a)) =
             (serde_json::from_str::<Map<String, Value>>(k), node.as_array_mut())
         {
-            a.retain(|item| !keys.iter().all(|(kk, kv)| item.get(kk) == Some(kv)));
+            a.retain(|item| !keys.iter().all(|(kk, kv)| key_value(item, kk).as_ref() == Some(kv)));
         }
     } else if let Some(v) = last.strip_prefix("v:")
         && let (Ok(want), Some(a)) = (serde_json::from_str::<Value>(v), node.as_array_mut())
@@ -544,10 +565,13 @@ pub fn apply(
             !new_set.contains(*p)
                 && !others.contains(*p)
                 && !others.iter().any(|o| o.starts_with(p))
+                && !is_key_field(p)
         })
         .cloned()
         .collect();
-    dropped.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    // Parents first: removing an entry removes its fields, and a field removed first could
+    // no longer be found under a key that changed.
+    dropped.sort_by_key(Vec::len);
     for p in dropped {
         remove_at(&mut merged, &p);
     }
@@ -622,7 +646,8 @@ fn merge_into(live: &mut Value, applied: &Value, shape: Shape<'_>, prefix: &mut 
             ListType::Map(keys) => {
                 let mut out = live.as_array().cloned().unwrap_or_default();
                 for item in items {
-                    let matches = |c: &Value| keys.iter().all(|k| c.get(k) == item.get(k));
+                    let matches =
+                        |c: &Value| keys.iter().all(|k| key_value(c, k) == key_value(item, k));
                     match out.iter_mut().find(|c| matches(c)) {
                         Some(existing) => merge_into(existing, item, shape.items(), prefix),
                         None => out.push(item.clone()),

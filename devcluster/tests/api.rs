@@ -537,3 +537,28 @@ async fn in_memory_restart_keeps_state_and_port() {
     let api: Api<ConfigMap> = Api::default_namespaced(cluster.client().await.expect("client"));
     assert!(api.get("mem").await.is_ok());
 }
+
+#[tokio::test]
+async fn server_side_apply_merges_and_prunes_keyed_lists_of_built_ins() {
+    let (_c, client) = start(Config::default()).await;
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> = Api::default_namespaced(client);
+    let manifest = |env: Value| {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+            "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": "nginx:1.25", "env": env, "ports": [{"containerPort": 80}]}]}}}})
+    };
+    let params = PatchParams::apply("deployer");
+    let two = manifest(json!([{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]));
+    deployments.patch("web", &params, &Patch::Apply(&two)).await.expect("apply");
+    deployments.patch("web", &params, &Patch::Apply(&two)).await.expect("apply again");
+    let one = manifest(json!([{"name": "A", "value": "1"}]));
+    let d = deployments.patch("web", &params, &Patch::Apply(&one)).await.expect("apply without B");
+    let c = &d.spec.expect("spec").template.spec.expect("pod spec").containers[0];
+    let env: Vec<&str> = c.env.as_ref().expect("env").iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(env, ["A"], "an entry the manager stopped applying is removed whole");
+    assert_eq!(
+        c.ports.as_ref().expect("ports").len(),
+        1,
+        "a port without protocol matches the defaulted TCP entry"
+    );
+}

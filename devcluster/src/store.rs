@@ -34,9 +34,22 @@ pub struct StoredObject {
     pub rv: u64,
     /// The object, serialized (including `metadata.resourceVersion`).
     pub json: Bytes,
+    /// uids in its ownerReferences (the garbage collector's index).
+    pub owners: Vec<String>,
 }
 
 impl StoredObject {
+    fn new(rv: u64, json: Bytes) -> Self {
+        let owners = if memfind(&json, b"\"ownerReferences\"") {
+            serde_json::from_slice::<Value>(&json)
+                .map(|v| owner_uids(&v).into_iter().collect())
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        StoredObject { rv, json, owners }
+    }
+
     /// Parses the stored JSON.
     pub fn value(&self) -> Value {
         serde_json::from_slice(&self.json).unwrap_or(Value::Null)
@@ -135,6 +148,32 @@ struct State {
     /// Every event with rv greater than this is in `history`.
     history_floor: u64,
     wal: Option<BufWriter<File>>,
+    /// owner uid → dependents.
+    dependents: HashMap<String, HashSet<(ResourceKey, String, String)>>,
+}
+
+impl State {
+    fn index(
+        &mut self,
+        key: &ResourceKey,
+        ns: &str,
+        name: &str,
+        old: Option<&StoredObject>,
+        new: Option<&StoredObject>,
+    ) {
+        let id = (key.clone(), ns.to_string(), name.to_string());
+        for uid in old.map(|o| o.owners.as_slice()).unwrap_or_default() {
+            if let Some(set) = self.dependents.get_mut(uid) {
+                set.remove(&id);
+                if set.is_empty() {
+                    self.dependents.remove(uid);
+                }
+            }
+        }
+        for uid in new.map(|o| o.owners.as_slice()).unwrap_or_default() {
+            self.dependents.entry(uid.clone()).or_default().insert(id.clone());
+        }
+    }
 }
 
 /// The store.
@@ -193,12 +232,28 @@ impl Store {
     ) -> Self {
         let (notify, _) = tokio::sync::watch::channel(rv);
         Store {
-            state: Mutex::new(State {
-                rv,
-                objects,
-                history: VecDeque::new(),
-                history_floor: rv,
-                wal,
+            state: Mutex::new({
+                let mut state = State {
+                    rv,
+                    objects,
+                    history: VecDeque::new(),
+                    history_floor: rv,
+                    wal,
+                    dependents: HashMap::new(),
+                };
+                let all: Vec<_> = state
+                    .objects
+                    .iter()
+                    .flat_map(|(k, m)| {
+                        m.iter().map(move |((n, name), o)| {
+                            (k.clone(), n.clone(), name.clone(), o.clone())
+                        })
+                    })
+                    .collect();
+                for (k, n, name, o) in all {
+                    state.index(&k, &n, &name, None, Some(&o));
+                }
+                state
             }),
             notify,
             history_limit,
@@ -225,7 +280,7 @@ impl Store {
                 objects
                     .entry(ResourceKey::new(&e.group, &e.resource))
                     .or_default()
-                    .insert((e.namespace, e.name), Arc::new(StoredObject { rv: obj_rv, json }));
+                    .insert((e.namespace, e.name), Arc::new(StoredObject::new(obj_rv, json)));
             }
         }
         if wal_path.exists() {
@@ -241,7 +296,7 @@ impl Store {
                         let json = Bytes::from(o.get().to_string());
                         map.insert(
                             (rec.namespace, rec.name),
-                            Arc::new(StoredObject { rv: rec.rv, json }),
+                            Arc::new(StoredObject::new(rec.rv, json)),
                         );
                     }
                     None => {
@@ -383,13 +438,14 @@ impl Store {
             meta.insert("resourceVersion".into(), Value::String(rv.to_string()));
         }
         let json = Bytes::from(serde_json::to_vec(&*object).unwrap_or_default());
-        let stored = Arc::new(StoredObject { rv, json });
+        let stored = Arc::new(StoredObject::new(rv, json));
         state.rv = rv;
         state
             .objects
             .entry(key.clone())
             .or_default()
             .insert((ns.to_string(), name.to_string()), stored.clone());
+        state.index(key, ns, name, previous.as_deref(), Some(&stored));
         let kind = if previous.is_some() { EventType::Modified } else { EventType::Added };
         self.record(&mut state, key, ns, name, kind, stored.clone(), previous, true);
         Ok(stored)
@@ -416,12 +472,13 @@ impl Store {
         if let Some(m) = state.objects.get_mut(key) {
             m.remove(&(ns.to_string(), name.to_string()));
         }
+        state.index(key, ns, name, Some(&previous), None);
         let mut last = previous.value();
         if let Some(meta) = last.get_mut("metadata").and_then(Value::as_object_mut) {
             meta.insert("resourceVersion".into(), Value::String(rv.to_string()));
         }
         let json = Bytes::from(serde_json::to_vec(&last).unwrap_or_default());
-        let stored = Arc::new(StoredObject { rv, json });
+        let stored = Arc::new(StoredObject::new(rv, json));
         self.record(
             &mut state,
             key,
@@ -495,16 +552,9 @@ impl Store {
     /// Names of the objects of every resource whose owner references name `uid`.
     pub fn dependents_of(&self, uid: &str) -> Vec<(ResourceKey, String, String)> {
         let state = self.lock();
-        let needle = format!("\"uid\":\"{uid}\"");
-        let mut out = Vec::new();
-        for (key, map) in &state.objects {
-            for ((ns, name), obj) in map {
-                // Cheap pre-filter on the bytes, then an exact check.
-                if memfind(&obj.json, needle.as_bytes()) && owner_uids(&obj.value()).contains(uid) {
-                    out.push((key.clone(), ns.clone(), name.clone()));
-                }
-            }
-        }
+        let mut out: Vec<_> =
+            state.dependents.get(uid).map(|s| s.iter().cloned().collect()).unwrap_or_default();
+        out.sort();
         out
     }
 }

@@ -146,7 +146,9 @@ fn operator(args: OperatorArgs) -> ExitCode {
     init_logging(&args.log_level, args.log_format);
     let _ = rustls::crypto::ring::default_provider().install_default();
     let identity = args.identity.clone().unwrap_or_else(|| {
-        std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "switchboard-operator".into())
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "switchboard-operator".into())
     });
     let settings = crate::controller::run::OperatorSettings {
         metrics_addr: args.metrics_addr,
@@ -158,9 +160,12 @@ fn operator(args: OperatorArgs) -> ExitCode {
         worker_image: args.worker_image,
         concurrency: args.concurrency,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
     let result = runtime.block_on(async {
-        let client = kube::Client::try_default().await.map_err(|e| anyhow::anyhow!("cannot reach the Kubernetes API: {e}"))?;
+        let client = kube::Client::try_default()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot reach the Kubernetes API: {e}"))?;
         crate::controller::run::run(client, settings).await
     });
     match result {

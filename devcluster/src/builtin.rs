@@ -397,7 +397,10 @@ pub fn apply_defaults(kind: &str, obj: &mut Value) {
                 }
             });
         }
-        "Secret" => set_default(obj, &["type"], json!("Opaque")),
+        "Secret" => {
+            set_default(obj, &["type"], json!("Opaque"));
+            merge_string_data(obj);
+        }
         "Namespace" => {
             set_default(obj, &["spec", "finalizers"], json!(["kubernetes"]));
             set_default(obj, &["status", "phase"], json!("Active"));
@@ -489,4 +492,38 @@ pub fn validate(kind: &str, obj: &Value) -> Vec<crate::schema::Cause> {
         }
     }
     causes
+}
+
+/// `stringData` is write-only: its entries are base64-encoded into `data` (overriding keys
+/// there) and it is never stored, as the API server does.
+fn merge_string_data(secret: &mut Value) {
+    use base64::Engine as _;
+    let Some(object) = secret.as_object_mut() else { return };
+    let Some(Value::Object(strings)) = object.remove("stringData") else { return };
+    let data = object.entry("data").or_insert_with(|| json!({}));
+    if !data.is_object() {
+        *data = json!({});
+    }
+    if let Some(data) = data.as_object_mut() {
+        for (key, value) in strings {
+            let text = value.as_str().unwrap_or_default();
+            data.insert(key, json!(base64::engine::general_purpose::STANDARD.encode(text)));
+        }
+    }
+}
+
+#[cfg(test)]
+mod string_data_tests {
+    use super::*;
+
+    #[test]
+    fn string_data_is_merged_into_data_and_not_stored() {
+        let mut secret =
+            json!({"data": {"a": "b2xk", "keep": "eA=="}, "stringData": {"a": "new", "c": "x"}});
+        apply_defaults("Secret", &mut secret);
+        assert_eq!(
+            secret,
+            json!({"type": "Opaque", "data": {"a": "bmV3", "keep": "eA==", "c": "eA=="}})
+        );
+    }
 }

@@ -1,0 +1,2 @@
+//! Inbound: webhook and API receivers.
+pub mod signature;

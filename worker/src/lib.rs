@@ -14,4 +14,6 @@
 pub mod config;
 pub mod inbound;
 pub mod queue;
+pub mod runtime;
+pub mod status;
 pub mod transform;

@@ -391,6 +391,9 @@ pub struct TargetConfig {
 }
 
 /// The kinds of target.
+// Targets are few and built once per config; boxing the large variant would only make the
+// contract clumsier to write.
+#[allow(clippy::large_enum_variant)]
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub enum TargetKind {

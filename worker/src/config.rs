@@ -391,7 +391,8 @@ pub struct TargetConfig {
 }
 
 /// The kinds of target.
-// A contract type read once at start; boxing the large variant would only complicate serde.
+// Targets are few and built once per config; boxing the large variant would only make the
+// contract clumsier to write.
 #[allow(clippy::large_enum_variant)]
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

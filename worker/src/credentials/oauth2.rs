@@ -205,14 +205,24 @@ impl TokenCache {
         let client_id = self.read(SecretRole::ClientId)?;
         let client_secret = self.read(SecretRole::ClientSecret)?;
 
-        let mut form = url::form_urlencoded::Serializer::new(String::new());
-        form.append_pair("grant_type", "client_credentials");
-        if !self.scopes.is_empty() {
-            form.append_pair("scope", &self.scopes.join(" "));
-        }
-        if let Some(audience) = &self.audience {
-            form.append_pair("audience", audience);
-        }
+        // The form is built in its own scope: its serializer holds a non-Sync closure and
+        // must not live across an await, or the token request (and every delivery that may
+        // make one) could not run on a spawned task.
+        let body = {
+            let mut form = url::form_urlencoded::Serializer::new(String::new());
+            form.append_pair("grant_type", "client_credentials");
+            if !self.scopes.is_empty() {
+                form.append_pair("scope", &self.scopes.join(" "));
+            }
+            if let Some(audience) = &self.audience {
+                form.append_pair("audience", audience);
+            }
+            if !self.basic_auth {
+                form.append_pair("client_id", client_id.expose_secret());
+                form.append_pair("client_secret", client_secret.expose_secret());
+            }
+            SecretString::from(form.finish())
+        };
         let mut request = http
             .post(self.token_url.clone())
             .timeout(TOKEN_REQUEST_TIMEOUT)
@@ -235,11 +245,7 @@ impl TokenCache {
             .map_err(|_| failed(None, "client credentials not usable in a header".into()))?;
             value.set_sensitive(true);
             request = request.header(AUTHORIZATION, value);
-        } else {
-            form.append_pair("client_id", client_id.expose_secret());
-            form.append_pair("client_secret", client_secret.expose_secret());
         }
-        let body = SecretString::from(form.finish());
         let request = request.body(body.expose_secret().to_string());
 
         let started = Instant::now();

@@ -44,7 +44,12 @@ pub struct WorkerArgs {
     #[command(subcommand)]
     pub command: Option<WorkerCommand>,
     /// Rendered worker config.
-    #[arg(long, global = true, env = "SWITCHBOARD_CONFIG", default_value = "/etc/switchboard/worker.yaml")]
+    #[arg(
+        long,
+        global = true,
+        env = "SWITCHBOARD_CONFIG",
+        default_value = "/etc/switchboard/worker.yaml"
+    )]
     pub config: PathBuf,
     /// File holding the token that the dead-letter API requires.
     #[arg(long, global = true, env = ADMIN_TOKEN_FILE_ENV)]
@@ -131,7 +136,9 @@ pub fn init_logging(level: &str, format: LogFormat) {
 }
 
 fn log_level_of(config: &Path) -> String {
-    crate::runtime::load_config(config).map(|c| c.server.log_level).unwrap_or_else(|_| "info".into())
+    crate::runtime::load_config(config)
+        .map(|c| c.server.log_level)
+        .unwrap_or_else(|_| "info".into())
 }
 
 /// The deliverer for a config's targets.
@@ -156,7 +163,9 @@ pub async fn run_worker(args: WorkerArgs) -> ExitCode {
                 tracing::error!(error = %message, "run failed");
             }
             // Kubernetes shows this file's content as the container's termination message.
-            if let Ok(mut f) = std::fs::OpenOptions::new().write(true).truncate(true).open(&args.termination_log) {
+            if let Ok(mut f) =
+                std::fs::OpenOptions::new().write(true).truncate(true).open(&args.termination_log)
+            {
                 let _ = f.write_all(message.as_bytes());
             }
             code
@@ -193,10 +202,9 @@ pub async fn run_dlq(args: DlqArgs) -> ExitCode {
 }
 
 async fn dlq(args: &DlqArgs) -> Result<(), String> {
-    let token_file = args
-        .token_file
-        .as_ref()
-        .ok_or_else(|| format!("the admin token is required: --token-file or {ADMIN_TOKEN_FILE_ENV}"))?;
+    let token_file = args.token_file.as_ref().ok_or_else(|| {
+        format!("the admin token is required: --token-file or {ADMIN_TOKEN_FILE_ENV}")
+    })?;
     let token = std::fs::read_to_string(token_file)
         .map_err(|e| format!("cannot read token file {}: {}", token_file.display(), e.kind()))?;
     let token = token.trim().to_string();
@@ -209,9 +217,16 @@ async fn dlq(args: &DlqArgs) -> Result<(), String> {
     let send = |req: reqwest::RequestBuilder| {
         let token = token.clone();
         async move {
-            let response = req.bearer_auth(token).send().await.map_err(|e| format!("admin API unreachable: {e}"))?;
+            let response = req
+                .bearer_auth(token)
+                .send()
+                .await
+                .map_err(|e| format!("admin API unreachable: {e}"))?;
             let status = response.status();
-            let body: serde_json::Value = response.json().await.map_err(|e| format!("admin API answered {status} without JSON: {e}"))?;
+            let body: serde_json::Value = response
+                .json()
+                .await
+                .map_err(|e| format!("admin API answered {status} without JSON: {e}"))?;
             if !status.is_success() {
                 let message = body["message"].as_str().unwrap_or("request failed");
                 return Err(format!("{status}: {message}"));
@@ -223,12 +238,24 @@ async fn dlq(args: &DlqArgs) -> Result<(), String> {
     match &args.command {
         DlqCommand::List { all, limit } => {
             let state = if *all { "all" } else { "pending" };
-            let body = send(client.get(format!("{base}/v1/dead-letters?state={state}&limit={limit}"))).await?;
+            let body =
+                send(client.get(format!("{base}/v1/dead-letters?state={state}&limit={limit}")))
+                    .await?;
             if args.json {
-                writeln!(out, "{}", serde_json::to_string_pretty(&body["items"]).unwrap_or_default()).ok();
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string_pretty(&body["items"]).unwrap_or_default()
+                )
+                .ok();
                 return Ok(());
             }
-            writeln!(out, "{:<38} {:<21} {:<9} {:<22} {:>8}  MESSAGE", "ID", "DEAD-LETTERED", "STATE", "REASON", "ATTEMPTS").ok();
+            writeln!(
+                out,
+                "{:<38} {:<21} {:<9} {:<22} {:>8}  MESSAGE",
+                "ID", "DEAD-LETTERED", "STATE", "REASON", "ATTEMPTS"
+            )
+            .ok();
             for item in body["items"].as_array().into_iter().flatten() {
                 let at = item["deadLetteredAt"].as_str().unwrap_or_default();
                 writeln!(
@@ -239,13 +266,19 @@ async fn dlq(args: &DlqArgs) -> Result<(), String> {
                     item["state"].as_str().unwrap_or_default(),
                     item["reason"].as_str().unwrap_or_default(),
                     item["attempts"].as_u64().unwrap_or_default(),
-                    item["message"].as_str().unwrap_or_default().chars().take(80).collect::<String>(),
+                    item["message"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .chars()
+                        .take(80)
+                        .collect::<String>(),
                 )
                 .ok();
             }
         }
         DlqCommand::Show { id } => {
-            let body = send(client.get(format!("{base}/v1/dead-letters/{}", encode_segment(id)))).await?;
+            let body =
+                send(client.get(format!("{base}/v1/dead-letters/{}", encode_segment(id)))).await?;
             writeln!(out, "{}", serde_json::to_string_pretty(&body).unwrap_or_default()).ok();
         }
         DlqCommand::Replay { ids, by } => {
@@ -258,7 +291,12 @@ async fn dlq(args: &DlqArgs) -> Result<(), String> {
                         writeln!(out, "{body}").ok();
                     }
                     Ok(body) => {
-                        writeln!(out, "replayed {id} as event {} (by {by})", body["eventId"].as_str().unwrap_or_default()).ok();
+                        writeln!(
+                            out,
+                            "replayed {id} as event {} (by {by})",
+                            body["eventId"].as_str().unwrap_or_default()
+                        )
+                        .ok();
                     }
                     Err(e) => {
                         failed += 1;

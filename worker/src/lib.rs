@@ -25,6 +25,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod config;
 pub mod credentials;
 pub mod delivery;

@@ -66,6 +66,12 @@ pub trait Deliverer: Send + Sync + 'static {
     fn circuits(&self) -> Vec<CircuitInfo> {
         Vec::new()
     }
+    /// Add the deliverer's own metrics to the worker's registry.
+    fn register_metrics(&self, _registry: &mut prometheus_client::registry::Registry) {}
+    /// The credential store the deliverer reads, to share with the inbound side.
+    fn secrets(&self) -> Option<Arc<dyn crate::inbound::auth::SecretLookup>> {
+        None
+    }
 }
 
 /// What the pipeline made of one event.

@@ -210,6 +210,11 @@ impl Metrics {
         Metrics { registry, ..m }
     }
 
+    /// The registry, to add metrics of other modules before serving.
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
     /// Count a refused request.
     pub fn reject(&self, route: &str, reason: &str) {
         self.rejected

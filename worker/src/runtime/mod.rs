@@ -13,10 +13,11 @@
 //! ```
 
 pub mod admin;
-pub mod credentials;
 pub mod delivery;
 pub mod health;
 pub mod metrics;
+pub mod outbound;
+pub mod run_once;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -29,7 +30,6 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use self::admin::AdminState;
-use self::credentials::CredentialFiles;
 use self::delivery::{Deliverer, Dispatcher, Pipeline, QueueSink, SynchronousSink};
 use self::health::Health;
 use self::metrics::Metrics;
@@ -253,9 +253,8 @@ async fn start(
     make_deliverer: impl FnOnce(&WorkerConfig) -> Result<Arc<dyn Deliverer>, String>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<Started, RuntimeError> {
-    let metrics = Arc::new(Metrics::for_config(config));
+    let mut metrics = Metrics::for_config(config);
     let health = Arc::new(Health::default());
-    let secrets: Arc<CredentialFiles> = Arc::new(CredentialFiles::new(&config.credentials));
     let data_dir =
         options.data_dir.clone().unwrap_or_else(|| PathBuf::from(&config.server.data_dir));
     let queue = Queue::open(&data_dir, queue_settings(config))?;
@@ -266,6 +265,15 @@ async fn start(
     )
     .map_err(|e| RuntimeError::Invalid(e.to_string()))?;
     let deliverer = make_deliverer(config).map_err(RuntimeError::Invalid)?;
+    deliverer.register_metrics(metrics.registry_mut());
+    let metrics = Arc::new(metrics);
+    let secrets: Arc<dyn SecretLookup> = match deliverer.secrets() {
+        Some(secrets) => secrets,
+        None => Arc::new(
+            crate::credentials::CredentialStore::new(&config.credentials)
+                .map_err(|e| RuntimeError::Invalid(e.to_string()))?,
+        ),
+    };
     let circuits = {
         let d = deliverer.clone();
         Arc::new(move || d.circuits())

@@ -9,9 +9,9 @@ use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
 use switchboard_worker::config::WorkerConfig;
+use switchboard_worker::credentials::CredentialStore;
 use switchboard_worker::inbound::{InboundState, router, routes_for};
 use switchboard_worker::queue::{Queue, QueueSettings};
-use switchboard_worker::runtime::credentials::CredentialFiles;
 use switchboard_worker::runtime::delivery::QueueSink;
 use switchboard_worker::runtime::metrics::Metrics;
 
@@ -102,7 +102,7 @@ pub async fn start_inbound(config_yaml: &str, dir: tempfile::TempDir) -> Inbound
     let metrics = Arc::new(Metrics::for_config(&config));
     let routes = routes_for(config.source.as_ref().unwrap(), &config.credentials).unwrap();
     let state = InboundState::new(
-        Arc::new(CredentialFiles::new(&config.credentials)),
+        Arc::new(CredentialStore::new(&config.credentials).unwrap()),
         Arc::new(QueueSink { queue: queue.clone() }),
         metrics.clone(),
         queue.counters().clone(),
@@ -153,4 +153,247 @@ pub fn now() -> i64 {
 pub fn http_client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+/// The `switchboard` binary of this build profile, built (or brought up to date) by cargo on
+/// first use: the tests run the real process, as a pod does.
+pub fn switchboard_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().unwrap();
+        // target/<profile>/deps/<test> → target/<profile>
+        let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+        let release = profile_dir.file_name().is_some_and(|n| n == "release");
+        let manifest =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("Cargo.toml");
+        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cmd.args([
+            "build",
+            "--quiet",
+            "-p",
+            "switchboard",
+            "--bin",
+            "switchboard",
+            "--manifest-path",
+        ])
+        .arg(&manifest);
+        if release {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("cargo build");
+        assert!(status.success(), "building the switchboard binary failed");
+        profile_dir.join("switchboard")
+    })
+    .clone()
+}
+
+/// What the local sink was sent.
+#[derive(Default)]
+pub struct SinkState {
+    /// Deliveries per event id (the `id` field of the JSON body).
+    pub received: std::sync::Mutex<std::collections::BTreeMap<String, u32>>,
+    /// Idempotency keys seen per event id.
+    pub keys:
+        std::sync::Mutex<std::collections::BTreeMap<String, std::collections::BTreeSet<String>>>,
+    /// While true, ids starting with `hostile-` get a 500 with a hostile 10 MB body.
+    pub refuse_hostile: std::sync::atomic::AtomicBool,
+}
+
+/// A local HTTP sink on loopback: `POST /sink` records the body's `id`.
+pub async fn start_sink() -> (SocketAddr, Arc<SinkState>) {
+    use axum::response::IntoResponse;
+    let state = Arc::new(SinkState::default());
+    state.refuse_hostile.store(true, std::sync::atomic::Ordering::SeqCst);
+    let s = state.clone();
+    let app = axum::Router::new().route(
+        "/sink",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+            let s = s.clone();
+            async move {
+                let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                let id = v["id"].as_str().unwrap_or_default().to_string();
+                if id.starts_with("hostile-")
+                    && s.refuse_hostile.load(std::sync::atomic::Ordering::SeqCst)
+                {
+                    let mut hostile = String::from(
+                        "<html>\r\nSet-Cookie: evil=1\r\n\r\n<script>alert(1)</script>\u{1b}[2J",
+                    );
+                    hostile.push_str(&"X".repeat(10 * 1024 * 1024));
+                    return (
+                        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                        [("content-type", "text/html")],
+                        hostile,
+                    )
+                        .into_response();
+                }
+                *s.received.lock().unwrap().entry(id.clone()).or_default() += 1;
+                if let Some(k) = headers.get("idempotency-key").and_then(|v| v.to_str().ok()) {
+                    s.keys.lock().unwrap().entry(id).or_default().insert(k.to_string());
+                }
+                axum::http::StatusCode::NO_CONTENT.into_response()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, state)
+}
+
+/// A free loopback port (bound then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// An outbound target posting `{"id": ..., "title": ...}` to the sink.
+pub fn sink_target_yaml(sink: SocketAddr, max_attempts: u32) -> String {
+    format!(
+        r#"targets:
+- name: sink
+  kind: !outboundMessage
+    endpoint:
+      name: local-sink
+      url: http://{sink}
+      protocol: rest
+      timeoutMs: 5000
+      retry: {{maxAttempts: {max_attempts}, initialBackoffMs: 10, maxBackoffMs: 50}}
+      circuitBreaker: {{failureThreshold: 1000, openForMs: 1000}}
+    method:
+      name: post
+      httpMethod: POST
+      path: /sink
+      contentType: application/json
+      body: '{{"id": "${{id}}", "title": "${{title}}"}}'
+      variables:
+      - {{name: id, maxLength: 200}}
+      - {{name: title, maxLength: 1000, default: ""}}
+egress:
+  allowCidrs: [127.0.0.0/8]
+"#
+    )
+}
+
+/// A running `switchboard worker` process.
+pub struct WorkerProcess {
+    pub child: std::process::Child,
+    pub inbound: SocketAddr,
+    pub admin: SocketAddr,
+    pub log: PathBuf,
+}
+
+impl WorkerProcess {
+    /// Start the binary; stdout and stderr go to `log` (appended).
+    pub fn start(
+        config: &Path,
+        data: &Path,
+        token: &Path,
+        log: &Path,
+        extra: &[&str],
+    ) -> WorkerProcess {
+        let inbound = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+        let child = Command::new(switchboard_bin())
+            .arg("worker")
+            .arg("--config")
+            .arg(config)
+            .arg("--data-dir")
+            .arg(data)
+            .arg("--admin-token-file")
+            .arg(token)
+            .arg("--inbound-addr")
+            .arg(inbound.to_string())
+            .arg("--admin-addr")
+            .arg(admin.to_string())
+            .args(extra)
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("start switchboard worker");
+        WorkerProcess { child, inbound, admin, log: log.to_path_buf() }
+    }
+
+    /// Wait until `/livez` answers (bounded: the process must come up within a minute).
+    pub async fn wait_live(&self) {
+        let client = http_client();
+        for _ in 0..600 {
+            if client.get(format!("http://{}/livez", self.admin)).send().await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!(
+            "worker did not come up; log:\n{}",
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+    }
+
+    /// GET an admin path as JSON.
+    pub async fn admin_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let r = http_client().get(format!("http://{}{path}", self.admin)).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or_default())
+    }
+
+    /// The status document.
+    pub async fn status(&self) -> serde_json::Value {
+        self.admin_json("/status").await.1
+    }
+
+    /// Poll `/status` until `done` holds (bounded), returning the last document.
+    pub async fn wait_status(
+        &self,
+        what: &str,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let mut last = serde_json::Value::Null;
+        for _ in 0..1200 {
+            last = self.status().await;
+            if done(&last) {
+                return last;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("{what} never happened; last status: {last}");
+    }
+
+    /// SIGKILL.
+    pub fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, then wait for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Run `switchboard dlq ...` against a worker; (exit success, stdout, stderr).
+pub fn dlq(worker: &WorkerProcess, token: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(switchboard_bin())
+        .arg("dlq")
+        .args(args)
+        .arg("--url")
+        .arg(format!("http://{}", worker.admin))
+        .arg("--token-file")
+        .arg(token)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }

@@ -19,6 +19,7 @@ pub mod auth;
 pub mod body;
 pub mod cloudevents;
 pub mod signature;
+pub mod tls;
 
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;

@@ -313,12 +313,30 @@ async fn start(
     {
         let routes = crate::inbound::routes_for(source, &config.credentials)
             .map_err(|e| RuntimeError::Invalid(e.to_string()))?;
-        if let Some(r) = routes.iter().find(|r| r.auth.needs_tls()) {
-            return Err(RuntimeError::Invalid(format!(
-                "route {}: mTLS client certificates need the TLS listener, which this worker build does not serve yet",
-                r.name
-            )));
-        }
+        // With an mtls route the inbound port speaks TLS; the first mtls Credential's
+        // certificate and key are the worker's server identity.
+        let tls = match routes.iter().find(|r| r.auth.needs_tls()).and_then(|r| r.auth.credential())
+        {
+            Some(name) => {
+                let store = crate::credentials::CredentialStore::new(&config.credentials)
+                    .map_err(|e| RuntimeError::Invalid(e.to_string()))?;
+                let certificate =
+                    store.get(name).ok().and_then(|c| c.client_certificate().cloned()).ok_or_else(
+                        || {
+                            RuntimeError::Invalid(format!(
+                                "credential {name:?} is not an mtls credential"
+                            ))
+                        },
+                    )?;
+                needed.push((name.to_string(), crate::config::SecretRole::Certificate));
+                needed.push((name.to_string(), crate::config::SecretRole::PrivateKey));
+                Some(
+                    crate::inbound::tls::server_config(certificate)
+                        .map_err(RuntimeError::Invalid)?,
+                )
+            }
+            None => None,
+        };
         for r in &routes {
             needed.extend(r.auth.required_secrets());
         }
@@ -341,9 +359,15 @@ async fn start(
         let listener = bind(addr).await?;
         tracing::info!(%addr, source = source.kind(), mode = %config.delivery.mode, "inbound listening");
         let rx = shutdown.clone();
-        servers.push(tokio::spawn(async move {
-            axum::serve(listener, router).with_graceful_shutdown(wait_for(rx)).await
-        }));
+        servers.push(match tls {
+            Some(tls) => tokio::spawn(async move {
+                crate::inbound::tls::serve(listener, tls, router, rx, SHUTDOWN_GRACE).await;
+                Ok(())
+            }),
+            None => tokio::spawn(async move {
+                axum::serve(listener, router).with_graceful_shutdown(wait_for(rx)).await
+            }),
+        });
         inbound_state = Some(state);
     }
 

@@ -194,6 +194,9 @@ pub struct Delivered {
     pub status: u16,
     /// Captured response values by capture name (JSON Pointers that matched).
     pub captures: BTreeMap<String, String>,
+    /// The response body as read (at most 1 MiB), for callers that consume responses (a
+    /// REST pull reads its records from it).
+    pub body: bytes::Bytes,
 }
 
 /// The result of one attempt.
@@ -247,6 +250,8 @@ pub enum DeliveryOutcome {
         status: u16,
         /// Captured response values.
         captures: BTreeMap<String, String>,
+        /// The response body as read (at most 1 MiB).
+        body: bytes::Bytes,
         /// Attempt history.
         attempts: Vec<AttemptRecord>,
     },
@@ -449,9 +454,9 @@ impl Outbound {
                 let outcome = self.attempt_prepared(call, &prepared, &key, number).await;
                 record.result = attempt_result(&outcome);
                 match outcome {
-                    AttemptOutcome::Delivered(Delivered { status, captures }) => {
+                    AttemptOutcome::Delivered(Delivered { status, captures, body }) => {
                         attempts.push(record);
-                        break DeliveryOutcome::Delivered { status, captures, attempts };
+                        break DeliveryOutcome::Delivered { status, captures, body, attempts };
                     }
                     AttemptOutcome::Permanent(failure) => {
                         attempts.push(record);
@@ -970,6 +975,7 @@ async fn classify_response(
         return AttemptOutcome::Delivered(Delivered {
             status,
             captures: captures(method, &body, redact),
+            body: bytes::Bytes::from(body),
         });
     }
     if (300..400).contains(&status) {

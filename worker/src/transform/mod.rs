@@ -179,13 +179,17 @@ impl Expression {
     /// Evaluate against the input.
     pub fn evaluate(&self, input: &CelInput) -> Result<Value, TransformError> {
         self.check_cost(input)?;
-        let mut ctx = Context::default();
-        for (name, value) in &input.variables {
-            ctx.add_variable_from_value(name.as_str(), value.clone());
-        }
-        self.program.execute(&ctx).map_err(|e| TransformError::Evaluation {
-            what: self.what.clone(),
-            message: e.to_string(),
+        // The standard functions are registered once per thread; each evaluation only adds
+        // the event's variables in a child scope.
+        BASE_CONTEXT.with(|base| {
+            let mut ctx = base.new_inner_scope();
+            for (name, value) in &input.variables {
+                ctx.add_variable_from_value(name.as_str(), value.clone());
+            }
+            self.program.execute(&ctx).map_err(|e| TransformError::Evaluation {
+                what: self.what.clone(),
+                message: e.to_string(),
+            })
         })
     }
 
@@ -199,6 +203,11 @@ impl Expression {
             }),
         }
     }
+}
+
+thread_local! {
+    /// CEL's standard library, built once per thread.
+    static BASE_CONTEXT: Context<'static> = Context::default();
 }
 
 /// Count AST nodes and the deepest nesting of comprehensions.

@@ -53,7 +53,7 @@ transform:
     id: body.number
     title: body.short
 {}"#,
-        config_head("durable").replace("Integration", "Integration"),
+        config_head("durable"),
         sink_target_yaml(sink, 2)
     )
 }

@@ -110,7 +110,7 @@ async fn client_certificates_are_verified_per_route_against_the_current_ca() {
     let queue = Queue::open(&dir.path().join("data"), QueueSettings::default()).unwrap();
     let state = InboundState::new(
         store.clone(),
-        Arc::new(QueueSink { queue: queue.clone() }),
+        Arc::new(QueueSink { queue: queue.clone(), fast: None }),
         Arc::new(Metrics::for_config(&config)),
         queue.counters().clone(),
     );

@@ -460,15 +460,35 @@ impl Queue {
         after: u64,
         limit: usize,
     ) -> Result<Vec<(u64, QueuedEvent)>, QueueError> {
+        Ok(self
+            .scan_after(after, limit, |_| false)?
+            .into_iter()
+            .filter_map(|(seq, event)| event.map(|e| (seq, e)))
+            .collect())
+    }
+
+    /// Like [`Queue::pending_after`], but events for which `skip(seq)` holds are listed
+    /// without being read (`None`): the dispatcher already has them in memory.
+    pub fn scan_after(
+        &self,
+        after: u64,
+        limit: usize,
+        skip: impl Fn(u64) -> bool,
+    ) -> Result<Vec<(u64, Option<QueuedEvent>)>, QueueError> {
         let path = &self.inner.path;
         let txn = self.inner.db.begin_read().map_err(|e| storage(path, e))?;
         let table = txn.open_table(EVENTS).map_err(|e| storage(path, e))?;
         let mut out = Vec::new();
         for row in table.range(after.saturating_add(1)..).map_err(|e| storage(path, e))? {
             let (k, v) = row.map_err(|e| storage(path, e))?;
-            let event = decode_event(v.value())
-                .map_err(|m| QueueError::Corrupt(k.value().to_string(), m))?;
-            out.push((k.value(), event));
+            let seq = k.value();
+            if skip(seq) {
+                out.push((seq, None));
+            } else {
+                let event =
+                    decode_event(v.value()).map_err(|m| QueueError::Corrupt(seq.to_string(), m))?;
+                out.push((seq, Some(event)));
+            }
             if out.len() == limit {
                 break;
             }

@@ -14,7 +14,7 @@
 //! the queue. A crash between delivery and that transaction means one duplicate delivery,
 //! with the same delivery id (idempotency key), never a loss.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -202,10 +202,17 @@ impl Pipeline {
     }
 }
 
+/// An event handed from the inbound side to the dispatcher in memory, right after it was
+/// stored: its sequence number, the event and its parsed body.
+pub type FastEvent = (u64, QueuedEvent, serde_json::Value);
+
 /// Durable mode: events are acknowledged once stored.
 pub struct QueueSink {
     /// The queue.
     pub queue: Queue,
+    /// The dispatcher's in-memory inlet; when it is full (or absent) the dispatcher finds the
+    /// event by scanning the store instead.
+    pub fast: Option<tokio::sync::mpsc::Sender<FastEvent>>,
 }
 
 impl EventSink for QueueSink {
@@ -215,9 +222,18 @@ impl EventSink for QueueSink {
 
     fn accept(&self, accepted: AcceptedEvent) -> SinkFuture {
         let queue = self.queue.clone();
+        let fast = self.fast.clone();
         Box::pin(async move {
-            match queue.enqueue(accepted.event).await {
-                Ok(_) => SinkOutcome::Queued,
+            let AcceptedEvent { event, body } = accepted;
+            let copy = fast.as_ref().map(|_| event.clone());
+            match queue.enqueue(event).await {
+                Ok(seq) => {
+                    if let (Some(fast), Some(event)) = (fast, copy) {
+                        // A full inlet is fine: the store has the event and the scan finds it.
+                        let _ = fast.try_send((seq, event, body));
+                    }
+                    SinkOutcome::Queued
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "event not stored");
                     SinkOutcome::Refused {
@@ -320,6 +336,8 @@ pub struct Dispatcher {
     pub metrics: Arc<Metrics>,
     /// Deliveries in flight at once.
     pub concurrency: usize,
+    /// Events handed over in memory by the inbound side (see [`QueueSink::fast`]).
+    pub fast: Option<tokio::sync::mpsc::Receiver<FastEvent>>,
 }
 
 /// How many events are read from the store per scan.
@@ -328,46 +346,86 @@ const SCAN_BATCH: usize = 256;
 impl Dispatcher {
     /// Run until `shutdown` turns true; then wait up to `grace` for deliveries in flight.
     /// Events still in flight stay in the queue and are delivered after the restart.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>, grace: Duration) {
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>, grace: Duration) {
         let concurrency = self.concurrency.max(1);
         let semaphore = Arc::new(Semaphore::new(concurrency));
+        let mut fast = self.fast.take();
         let this = Arc::new(self);
+        // Events at or below `cursor` were dispatched by a scan; `handed` holds events above
+        // it that were dispatched from memory, so the next scan skips them unread.
         let mut cursor = 0u64;
-        'outer: loop {
+        let mut handed: HashSet<u64> = HashSet::new();
+        let mut scan = true;
+        loop {
             if *shutdown.borrow() {
                 break;
             }
-            let batch = match this.queue.pending_after(cursor, SCAN_BATCH) {
-                Ok(batch) => batch,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot read the queue");
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                        _ = shutdown.changed() => break,
-                    }
+            if scan {
+                let batch =
+                    match this.queue.scan_after(cursor, SCAN_BATCH, |seq| handed.contains(&seq)) {
+                        Ok(batch) => batch,
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot read the queue");
+                            tokio::select! {
+                                _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                                _ = shutdown.changed() => break,
+                            }
+                        }
+                    };
+                let full = batch.len() == SCAN_BATCH;
+                scan = full;
+                let mut stopped = false;
+                for (seq, event) in batch {
+                    cursor = seq;
+                    let Some(event) = event else {
+                        handed.remove(&seq);
+                        continue;
+                    };
+                    let permit = tokio::select! {
+                        p = semaphore.clone().acquire_owned() => p.expect("semaphore never closed"),
+                        _ = shutdown.changed() => { stopped = true; break }
+                    };
+                    let this = this.clone();
+                    tokio::spawn(async move {
+                        this.deliver_one(seq, event, None).await;
+                        drop(permit);
+                    });
                 }
-            };
-            if batch.is_empty() {
-                tokio::select! {
-                    _ = this.queue.notify().notified() => {}
-                    // A safety net: a missed wake-up costs at most this long.
-                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-                    _ = shutdown.changed() => break,
+                if stopped {
+                    break;
+                }
+                if full {
+                    handed.retain(|seq| *seq > cursor);
+                } else {
+                    // The scan saw every stored event above the old cursor, and everything in
+                    // `handed` was stored before it began: what it did not see is finished.
+                    handed.clear();
                 }
                 continue;
             }
-            for (seq, event) in batch {
-                let permit = tokio::select! {
-                    p = semaphore.clone().acquire_owned() => p.expect("semaphore never closed"),
-                    _ = shutdown.changed() => break 'outer,
-                };
-                cursor = seq;
-                let this = this.clone();
-                tokio::spawn(async move {
-                    this.deliver_one(seq, event).await;
-                    drop(permit);
-                });
+            let received = tokio::select! {
+                item = async { match fast.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => item,
+                _ = this.queue.notify().notified() => { scan = true; continue }
+                // A safety net: a missed wake-up costs at most this long.
+                _ = tokio::time::sleep(Duration::from_secs(2)) => { scan = true; continue }
+                _ = shutdown.changed() => break,
+            };
+            let Some((seq, event, body)) = received else {
+                fast = None;
+                continue;
+            };
+            if seq <= cursor || !handed.insert(seq) {
+                continue;
             }
+            let permit = tokio::select! {
+                p = semaphore.clone().acquire_owned() => p.expect("semaphore never closed"),
+                _ = shutdown.changed() => break,
+            };
+            let this = this.clone();
+            tokio::spawn(async move {
+                this.deliver_one(seq, event, Some(body)).await;
+                drop(permit);
+            });
         }
         let drained = tokio::time::timeout(grace, semaphore.acquire_many(concurrency as u32)).await;
         if drained.is_err() {
@@ -375,9 +433,9 @@ impl Dispatcher {
         }
     }
 
-    async fn deliver_one(&self, seq: u64, mut event: QueuedEvent) {
+    async fn deliver_one(&self, seq: u64, mut event: QueuedEvent, body: Option<serde_json::Value>) {
         let started = Instant::now();
-        let body = match parse_stored_body(&event) {
+        let body = match body.map(Ok).unwrap_or_else(|| parse_stored_body(&event)) {
             Ok(body) => body,
             Err(e) => {
                 self.dead_letter(seq, event, "malformed_body", &e.to_string(), vec![], 0).await;

@@ -285,6 +285,8 @@ async fn start(
 
     let mut tasks = Vec::new();
     let mut servers = Vec::new();
+    let (fast_tx, fast_rx) =
+        tokio::sync::mpsc::channel(config.delivery.concurrency.max(1) as usize * 4);
     let mut needed = Vec::new();
     let mut inbound_state = None;
 
@@ -348,7 +350,7 @@ async fn start(
                 metrics: metrics.clone(),
             })
         } else {
-            Arc::new(QueueSink { queue: queue.clone() })
+            Arc::new(QueueSink { queue: queue.clone(), fast: Some(fast_tx.clone()) })
         };
         let state =
             InboundState::new(secrets.clone(), sink, metrics.clone(), queue.counters().clone());
@@ -378,6 +380,7 @@ async fn start(
             health: health.clone(),
             metrics: metrics.clone(),
             concurrency: config.delivery.concurrency.max(1) as usize,
+            fast: Some(fast_rx),
         };
         let rx = shutdown.clone();
         tasks.push(tokio::spawn(async move { dispatcher.run(rx, SHUTDOWN_GRACE).await }));

@@ -103,7 +103,7 @@ pub async fn start_inbound(config_yaml: &str, dir: tempfile::TempDir) -> Inbound
     let routes = routes_for(config.source.as_ref().unwrap(), &config.credentials).unwrap();
     let state = InboundState::new(
         Arc::new(CredentialStore::new(&config.credentials).unwrap()),
-        Arc::new(QueueSink { queue: queue.clone() }),
+        Arc::new(QueueSink { queue: queue.clone(), fast: None }),
         metrics.clone(),
         queue.counters().clone(),
     );

@@ -548,20 +548,34 @@ pub fn stored_headers(headers: &HeaderMap) -> BTreeMap<String, String> {
     out
 }
 
-/// The JSON-like values expressions see for a stored event: `body`, `headers`, `query`,
-/// `params`, `event`.
-pub fn expression_inputs(event: &QueuedEvent, body: &Value) -> [(&'static str, Value); 5] {
+/// The JSON-like values expressions see for a stored event, among `body`, `headers`,
+/// `query`, `params` and `event`: only those named in `wanted` are built. The body is
+/// borrowed.
+pub fn expression_inputs<'a>(
+    event: &QueuedEvent,
+    body: &'a Value,
+    wanted: &[&'static str],
+) -> Vec<(&'static str, std::borrow::Cow<'a, Value>)> {
+    use std::borrow::Cow;
     let r = &event.request;
     let map = |m: &BTreeMap<String, String>| {
         Value::Object(m.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect())
     };
-    [
-        ("body", body.clone()),
-        ("headers", map(&r.headers)),
-        ("query", map(&r.query)),
-        ("params", map(&r.params)),
-        ("event", Value::Object(r.cloud_event.clone().unwrap_or_default().into_iter().collect())),
-    ]
+    wanted
+        .iter()
+        .map(|name| {
+            let value = match *name {
+                "body" => Cow::Borrowed(body),
+                "headers" => Cow::Owned(map(&r.headers)),
+                "query" => Cow::Owned(map(&r.query)),
+                "params" => Cow::Owned(map(&r.params)),
+                _ => Cow::Owned(Value::Object(
+                    r.cloud_event.clone().unwrap_or_default().into_iter().collect(),
+                )),
+            };
+            (*name, value)
+        })
+        .collect()
 }
 
 /// Parse a stored event's body again (delivery loop, replay).

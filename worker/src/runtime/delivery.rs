@@ -102,6 +102,7 @@ pub enum PipelineResult {
 /// Transform plus targets.
 pub struct Pipeline {
     transform: Transform,
+    inputs: Vec<&'static str>,
     targets: Vec<TargetConfig>,
     deliverer: Arc<dyn Deliverer>,
     metrics: Arc<Metrics>,
@@ -115,7 +116,8 @@ impl Pipeline {
         deliverer: Arc<dyn Deliverer>,
         metrics: Arc<Metrics>,
     ) -> Pipeline {
-        Pipeline { transform, targets, deliverer, metrics }
+        let inputs = transform.referenced_inputs();
+        Pipeline { transform, inputs, targets, deliverer, metrics }
     }
 
     /// The deliverer (for circuit states).
@@ -130,8 +132,10 @@ impl Pipeline {
         event: &mut QueuedEvent,
         body: &serde_json::Value,
     ) -> PipelineResult {
-        let inputs = expression_inputs(event, body);
-        let refs: Vec<(&str, &serde_json::Value)> = inputs.iter().map(|(n, v)| (*n, v)).collect();
+        // Only what some expression reads is converted (most read `body` alone).
+        let inputs = expression_inputs(event, body, &self.inputs);
+        let refs: Vec<(&str, &serde_json::Value)> =
+            inputs.iter().map(|(n, v)| (*n, v.as_ref())).collect();
         let input = CelInput::new(&refs);
         let vars = match self.transform.apply(&input, body) {
             Ok(Outcome::Filtered) => return PipelineResult::Filtered,

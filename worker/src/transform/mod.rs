@@ -346,6 +346,9 @@ pub struct Transform {
     target_when: BTreeMap<String, Expression>,
 }
 
+/// The input variables an event offers to expressions.
+pub const INPUT_VARIABLES: [&str; 5] = ["body", "headers", "query", "params", "event"];
+
 impl Transform {
     /// Compile the transform and the targets' `when` conditions.
     pub fn compile<'a>(
@@ -411,6 +414,21 @@ impl Transform {
             vars.insert(name.clone(), json);
         }
         Ok(Outcome::Mapped(vars))
+    }
+
+    /// Which of [`INPUT_VARIABLES`] some expression reads: the others need not be converted
+    /// for each event.
+    pub fn referenced_inputs(&self) -> Vec<&'static str> {
+        let expressions: Vec<&Expression> = self
+            .filter
+            .iter()
+            .chain(self.field_map.iter().map(|(_, e)| e))
+            .chain(self.target_when.values())
+            .collect();
+        INPUT_VARIABLES
+            .into_iter()
+            .filter(|name| expressions.iter().any(|e| e.program.references().has_variable(name)))
+            .collect()
     }
 
     /// Whether target `name` takes this event (its `when`, default true).

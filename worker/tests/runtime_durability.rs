@@ -262,6 +262,13 @@ async fn hostile_target_errors_are_dead_lettered_and_replayed_with_the_cli() {
         .await
         .unwrap();
     assert!(metrics.contains("switchboard_worker_dead_lettered_total"));
+    assert!(metrics.contains("switchboard_worker_circuit_state{"), "{metrics}");
+    // The outbound module's metrics keep their names and carry the owner labels too.
+    assert!(
+        metrics.contains("switchboard_outbound_deliveries_total{integration=\"alerts\""),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("switchboard_worker_switchboard"));
     assert_no_canary("metrics", &metrics);
     assert_no_canary("status", &status.to_string());
     assert_no_canary("dead letter", &shown.to_string());

@@ -134,8 +134,11 @@ impl Metrics {
             (Cow::Borrowed("namespace"), Cow::Owned(namespace.to_string())),
             (Cow::Borrowed("owner_team"), Cow::Owned(owner_team.to_string())),
         ];
-        let mut registry =
-            Registry::with_prefix_and_labels("switchboard_worker", labels.into_iter());
+        // The owner labels go on the root, so that other modules' metrics registered there
+        // (the outbound module's `switchboard_outbound_*`) carry them too; this module's own
+        // metrics live under the `switchboard_worker` prefix.
+        let mut root = Registry::with_labels(labels.into_iter());
+        let registry = root.sub_registry_with_prefix("switchboard_worker");
         let m = Metrics {
             received: Family::default(),
             rejected: Family::default(),
@@ -207,7 +210,7 @@ impl Metrics {
             "Time from acceptance to delivery to every target",
             m.event_latency.clone(),
         );
-        Metrics { registry, ..m }
+        Metrics { registry: root, ..m }
     }
 
     /// The registry, to add metrics of other modules before serving.

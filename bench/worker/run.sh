@@ -13,7 +13,9 @@ root="$(cd "$here/../.." && pwd)"
 seconds="${1:-20}"
 connections="${2:-64}"
 threads=2
-SINK=18081 PROXY=18082 NODERED=18083 WORKER=18084 ADMIN=18085
+# Free loopback ports (another process on the machine may hold any fixed one).
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+SINK=$(free_port) PROXY=$(free_port) NODERED=$(free_port) WORKER=$(free_port) ADMIN=$(free_port)
 
 need_apt() { command -v "$1" >/dev/null || { apt-get update -qq && apt-get install -y -qq "$2" >/dev/null; }; }
 need_apt wrk wrk
@@ -65,7 +67,7 @@ wait_port "$SINK"; wait_port "$PROXY"
 
 # Node-RED with the equivalent flow.
 mkdir -p "$work/nodered"
-cp "$here/flows.json" "$work/nodered/flows.json"
+sed "s/SINK_PORT/$SINK/" "$here/flows.json" > "$work/nodered/flows.json"
 node "$here/.cache/node_modules/node-red/red.js" --port "$NODERED" --userDir "$work/nodered" \
   "$work/nodered/flows.json" >"$work/nodered.log" 2>&1 &
 pids+=($!)

@@ -408,6 +408,16 @@ impl Outbound {
         Ok(())
     }
 
+    /// Whether the SSRF guard lets calls reach `url`'s host (resolving a name, without
+    /// connecting): the same check every attempt makes.
+    pub async fn check_egress(&self, url: &str) -> Result<(), EgressError> {
+        let url = url::Url::parse(url).map_err(|e| EgressError::Resolve {
+            host: String::new(),
+            reason: format!("not a URL: {e}"),
+        })?;
+        self.inner.http.policy().check_url(&url).await
+    }
+
     /// The credentials of this worker (for the inbound side's verification).
     pub fn credentials(&self) -> &CredentialStore {
         &self.inner.credentials
@@ -571,15 +581,7 @@ impl Outbound {
         };
 
         // The SSRF guard for IP-literal hosts (names are checked by the resolver).
-        let host = prepared.endpoint.host_str().unwrap_or_default().to_string();
-        let literal = match prepared.endpoint.host() {
-            Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
-            Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
-            _ => None,
-        };
-        if let Some(ip) = literal
-            && let Err(error) = self.inner.http.policy().check(&host, ip)
-        {
+        if let Some(Err(error)) = self.inner.http.policy().check_literal(&prepared.endpoint) {
             return permanent(FailureKind::Egress, error.to_string());
         }
 

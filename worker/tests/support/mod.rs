@@ -176,7 +176,7 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<SinkState>>) {
 }
 
 /// Read one HTTP/1.1 request (Content-Length bodies only; the worker sends no chunked ones).
-pub async fn read_request(stream: &mut TcpStream) -> Option<Received> {
+pub async fn read_request<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> Option<Received> {
     let mut buffer = Vec::new();
     let mut chunk = [0u8; 8192];
     let head_end = loop {

@@ -205,14 +205,22 @@ impl TokenCache {
         let client_id = self.read(SecretRole::ClientId)?;
         let client_secret = self.read(SecretRole::ClientSecret)?;
 
-        let mut form = url::form_urlencoded::Serializer::new(String::new());
-        form.append_pair("grant_type", "client_credentials");
-        if !self.scopes.is_empty() {
-            form.append_pair("scope", &self.scopes.join(" "));
-        }
-        if let Some(audience) = &self.audience {
-            form.append_pair("audience", audience);
-        }
+        // Built in one expression: the serializer is not Send and must not live across an await.
+        let form_pairs = |with_client: bool| {
+            let mut form = url::form_urlencoded::Serializer::new(String::new());
+            form.append_pair("grant_type", "client_credentials");
+            if !self.scopes.is_empty() {
+                form.append_pair("scope", &self.scopes.join(" "));
+            }
+            if let Some(audience) = &self.audience {
+                form.append_pair("audience", audience);
+            }
+            if with_client {
+                form.append_pair("client_id", client_id.expose_secret());
+                form.append_pair("client_secret", client_secret.expose_secret());
+            }
+            SecretString::from(form.finish())
+        };
         let mut request = http
             .post(self.token_url.clone())
             .timeout(TOKEN_REQUEST_TIMEOUT)
@@ -235,11 +243,8 @@ impl TokenCache {
             .map_err(|_| failed(None, "client credentials not usable in a header".into()))?;
             value.set_sensitive(true);
             request = request.header(AUTHORIZATION, value);
-        } else {
-            form.append_pair("client_id", client_id.expose_secret());
-            form.append_pair("client_secret", client_secret.expose_secret());
         }
-        let body = SecretString::from(form.finish());
+        let body = form_pairs(!self.basic_auth);
         let request = request.body(body.expose_secret().to_string());
 
         let started = Instant::now();

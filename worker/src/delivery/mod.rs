@@ -1014,3 +1014,40 @@ fn captures(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Compile-time checks: deliveries run on a multi-threaded runtime and are spawned.
+    #[allow(dead_code)]
+    fn deliver_is_send<'a>(
+        outbound: &'a Outbound,
+        call: &'a OutboundCall,
+        vars: &'a BTreeMap<String, String>,
+    ) -> impl Send + 'a {
+        outbound.deliver(call, vars, "id")
+    }
+
+    #[allow(dead_code)]
+    fn attempt_is_send<'a>(
+        outbound: &'a Outbound,
+        call: &'a OutboundCall,
+        vars: &'a BTreeMap<String, String>,
+    ) -> impl Send + 'a {
+        outbound.attempt(call, vars, "id", 1)
+    }
+
+    #[test]
+    fn idempotency_keys_are_stable_header_tokens() {
+        assert_eq!(idempotency_key("evt-1/target"), "evt-1/target");
+        let hashed = idempotency_key("with space");
+        assert_eq!(hashed, idempotency_key("with space"));
+        assert_ne!(hashed, idempotency_key("with  space"));
+        assert!(hashed.starts_with("sha256:") && hashed.len() == 71);
+        assert!(idempotency_key("").starts_with("sha256:"));
+        let outbound = Outbound::from_parts(&BTreeMap::new(), &EgressConfig::default()).unwrap();
+        fn shareable<T: Send + Sync + Clone>(_: &T) {}
+        shareable(&outbound);
+    }
+}

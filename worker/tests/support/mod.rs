@@ -291,3 +291,59 @@ pub fn write_secret(dir: &Path, role_file: &str, content: &[u8]) {
     std::fs::write(&tmp, content).unwrap();
     std::fs::rename(&tmp, dir.join(role_file)).unwrap();
 }
+
+/// The OAuth2 token server of `tests/peers` (oauth2-mock-server), installed with npm on
+/// first use and run with node on loopback.
+pub struct OAuth2Peer {
+    _child: tokio::process::Child,
+    /// The token endpoint.
+    pub token_url: String,
+    counter: SocketAddr,
+}
+
+impl OAuth2Peer {
+    /// Start a token server that accepts exactly this client id and secret.
+    pub async fn start(client_id: &str, client_secret: &str) -> OAuth2Peer {
+        use tokio::io::AsyncBufReadExt;
+        let peers = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers");
+        let installed = std::process::Command::new("bash")
+            .arg(peers.join("install.sh"))
+            .status()
+            .expect("bash runs tests/peers/install.sh");
+        assert!(installed.success(), "npm install of the test peers failed");
+        let mut child = tokio::process::Command::new("node")
+            .arg("oauth2-server.mjs")
+            .current_dir(&peers)
+            .env("CLIENT_ID", client_id)
+            .env("CLIENT_SECRET", client_secret)
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("node starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let ready = lines.next_line().await.unwrap().expect("the OAuth2 peer prints READY");
+        let ports: Vec<u16> = ready
+            .strip_prefix("READY ")
+            .unwrap_or_else(|| panic!("unexpected peer output {ready:?}"))
+            .split(' ')
+            .map(|p| p.parse().unwrap())
+            .collect();
+        OAuth2Peer {
+            _child: child,
+            token_url: format!("http://127.0.0.1:{}/token", ports[0]),
+            counter: SocketAddr::from(([127, 0, 0, 1], ports[1])),
+        }
+    }
+
+    /// (token requests received, tokens issued) so far.
+    pub async fn counts(&self) -> (u64, u64) {
+        let mut stream = TcpStream::connect(self.counter).await.unwrap();
+        stream.write_all(b"GET / HTTP/1.0\r\nHost: counter\r\n\r\n").await.unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.unwrap();
+        let at = find(&response, b"\r\n\r\n").unwrap() + 4;
+        let counts: serde_json::Value = serde_json::from_slice(&response[at..]).unwrap();
+        (counts["requests"].as_u64().unwrap(), counts["issued"].as_u64().unwrap())
+    }
+}

@@ -97,7 +97,8 @@ impl SetupError {
 }
 
 /// What kind of failure an attempt met.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub enum FailureKind {
     /// No complete response within the endpoint timeout.
     Timeout,
@@ -155,7 +156,8 @@ impl FailureKind {
 }
 
 /// One failed attempt: safe to log, store and show (bounded, single-line, redacted).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct AttemptFailure {
     /// What kind of failure.
     pub kind: FailureKind,
@@ -166,6 +168,7 @@ pub struct AttemptFailure {
     /// The start of the response body, sanitized.
     pub excerpt: Option<String>,
     /// How long the peer asked us to wait (`Retry-After`), uncapped.
+    #[serde(rename = "retryAfterMs", serialize_with = "optional_millis")]
     pub retry_after: Option<Duration>,
 }
 
@@ -188,7 +191,8 @@ impl std::fmt::Display for AttemptFailure {
 }
 
 /// A successful call.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Delivered {
     /// HTTP status.
     pub status: u16,
@@ -197,7 +201,8 @@ pub struct Delivered {
 }
 
 /// The result of one attempt.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub enum AttemptOutcome {
     /// The target accepted the call.
     Delivered(Delivered),
@@ -208,12 +213,14 @@ pub enum AttemptOutcome {
     /// The endpoint's circuit is open; nothing was sent.
     CircuitOpen {
         /// When a probe will be let through.
+        #[serde(rename = "retryInMs", serialize_with = "millis")]
         retry_in: Duration,
     },
 }
 
 /// What one attempt of a delivery ended with, for the history.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub enum AttemptResult {
     /// A response with this status arrived.
     Status(u16),
@@ -224,22 +231,26 @@ pub enum AttemptResult {
 }
 
 /// One attempt in a delivery's history.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct AttemptRecord {
     /// 1 for the first attempt.
     pub number: u32,
     /// Wall-clock start.
     pub at: DateTime<Utc>,
     /// Start, relative to the start of the delivery (tokio clock).
+    #[serde(rename = "offsetMs", serialize_with = "millis")]
     pub offset: Duration,
     /// What it ended with.
     pub result: AttemptResult,
     /// The wait before the next attempt, if there was one.
+    #[serde(rename = "delayMs", serialize_with = "optional_millis")]
     pub delay: Option<Duration>,
 }
 
 /// The final outcome of [`Outbound::deliver`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub enum DeliveryOutcome {
     /// Delivered.
     Delivered {
@@ -267,6 +278,7 @@ pub enum DeliveryOutcome {
     /// The endpoint's circuit is open.
     CircuitOpen {
         /// When a probe will be let through.
+        #[serde(rename = "retryInMs", serialize_with = "millis")]
         retry_in: Duration,
         /// Attempt history (the last entry is the refused one).
         attempts: Vec<AttemptRecord>,
@@ -715,6 +727,20 @@ impl Outbound {
     }
 }
 
+fn millis<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_u64(duration.as_millis().min(u64::MAX as u128) as u64)
+}
+
+fn optional_millis<S: serde::Serializer>(
+    duration: &Option<Duration>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match duration {
+        Some(duration) => millis(duration, serializer),
+        None => serializer.serialize_none(),
+    }
+}
+
 fn breaker_key(call: &OutboundCall) -> String {
     format!("{}|{}", call.endpoint.name, call.endpoint.url)
 }
@@ -1036,6 +1062,37 @@ mod tests {
         vars: &'a BTreeMap<String, String>,
     ) -> impl Send + 'a {
         outbound.attempt(call, vars, "id", 1)
+    }
+
+    #[test]
+    fn outcomes_serialize_for_dead_letters() {
+        let outcome = DeliveryOutcome::Exhausted {
+            last: AttemptFailure {
+                kind: FailureKind::Status,
+                status: Some(503),
+                message: "HTTP 503 from sink".into(),
+                excerpt: Some("busy".into()),
+                retry_after: Some(Duration::from_secs(2)),
+            },
+            attempts: vec![AttemptRecord {
+                number: 1,
+                at: DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z")
+                    .unwrap()
+                    .with_timezone(&Utc),
+                offset: Duration::ZERO,
+                result: AttemptResult::Status(503),
+                delay: Some(Duration::from_millis(1500)),
+            }],
+        };
+        assert_eq!(
+            serde_json::to_value(&outcome).unwrap(),
+            serde_json::json!({"exhausted": {
+                "last": {"kind": "status", "status": 503, "message": "HTTP 503 from sink",
+                         "excerpt": "busy", "retryAfterMs": 2000},
+                "attempts": [{"number": 1, "at": "2026-01-02T03:04:05Z", "offsetMs": 0,
+                              "result": {"status": 503}, "delayMs": 1500}]
+            }})
+        );
     }
 
     #[test]

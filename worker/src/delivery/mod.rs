@@ -409,13 +409,20 @@ impl Outbound {
     /// Check a call's templates and that the credentials it names exist.
     pub fn check(&self, call: &OutboundCall) -> Result<(), RequestError> {
         check_call(call)?;
-        for name in
-            [&call.endpoint.credential, &call.endpoint.client_certificate].into_iter().flatten()
-        {
-            self.inner
-                .credentials
-                .get(name)
-                .map_err(|e| RequestError::Endpoint { reason: e.to_string() })?;
+        let credential_error =
+            |e: CredentialError| RequestError::Endpoint { reason: e.to_string() };
+        if let Some(name) = &call.endpoint.credential {
+            self.inner.credentials.get(name).map_err(credential_error)?;
+        }
+        if let Some(name) = &call.endpoint.client_certificate {
+            let credential = self.inner.credentials.get(name).map_err(credential_error)?;
+            if credential.client_certificate().is_none() {
+                return Err(credential_error(CredentialError::WrongType {
+                    credential: name.clone(),
+                    found: credential.type_name(),
+                    expected: "mtls",
+                }));
+            }
         }
         Ok(())
     }

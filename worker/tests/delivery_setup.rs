@@ -30,6 +30,8 @@ fn config(edit: impl FnOnce(&mut serde_json::Value)) -> WorkerConfig {
     serde_json::from_value(value).unwrap()
 }
 
+type Edit = Box<dyn FnOnce(&mut serde_json::Value)>;
+
 fn target(value: &mut serde_json::Value) -> &mut serde_json::Value {
     &mut value["targets"][0]["kind"]["outboundMessage"]
 }
@@ -41,7 +43,7 @@ fn a_consistent_config_sets_up() {
 
 #[test]
 fn inconsistent_configs_are_refused_with_the_place_named() {
-    let cases: Vec<(&str, Box<dyn FnOnce(&mut serde_json::Value)>)> = vec![
+    let cases: Vec<(&str, Edit)> = vec![
         ("undeclared", Box::new(|v| target(v)["method"]["path"] = "/now/table/${table}".into())),
         ("unknown credential", Box::new(|v| target(v)["endpoint"]["credential"] = "nope".into())),
         (

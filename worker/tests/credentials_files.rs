@@ -94,7 +94,10 @@ async fn echoed_secrets_are_redacted_from_outcomes() {
         format!("{:?}", outbound.credentials()),
         format!("{credential:?}"),
         format!("{:?}", credential.text(SecretRole::Token).unwrap()),
-        format!("{:?}", credential.authorize(&reqwest::Client::new()).await.unwrap()),
+        format!(
+            "{:?}",
+            credential.authorize(&reqwest::Client::new(), &Default::default()).await.unwrap()
+        ),
     ]);
 }
 

@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use support::{OAuth2Peer, Reply, Sink, credential, outbound, rest_call, vars, write_secret};
 use switchboard_worker::config::{CredentialConfig, OAuth2Config, OutboundCall};
-use switchboard_worker::delivery::{DeliveryOutcome, FailureKind};
+use switchboard_worker::delivery::{DeliveryOutcome, FailureKind, Outbound};
+use switchboard_worker::outbound::egress::EgressPolicy;
 
 const CLIENT_ID: &str = "switchboard-worker";
 const CANARY_SECRET: &str = "CANARY-oauth-client-secret-7f3a9c1e";
@@ -116,16 +117,17 @@ async fn a_401_invalidates_only_the_token_it_rejected() {
     // At the cache: a late rejection of an older token keeps the newer one.
     let cache = outbound.credentials().get("oauth").unwrap().oauth2().unwrap().clone();
     let client = reqwest::Client::builder().build().unwrap();
-    let second = cache.token(&client).await.unwrap();
+    let egress = EgressPolicy::new(&support::loopback_allowed()).unwrap();
+    let second = cache.token(&client, &egress).await.unwrap();
     assert_eq!(second.generation(), 2);
     step_past_token_expiry().await;
-    let third = cache.token(&client).await.unwrap();
+    let third = cache.token(&client, &egress).await.unwrap();
     assert_eq!((third.generation(), peer.counts().await), (3, (3, 3)));
     assert!(!cache.invalidate(&second).await, "an older token is not the cached one");
-    assert_eq!(cache.token(&client).await.unwrap().generation(), 3);
+    assert_eq!(cache.token(&client, &egress).await.unwrap().generation(), 3);
     assert_eq!(peer.counts().await, (3, 3));
     assert!(cache.invalidate(&third).await);
-    assert_eq!(cache.token(&client).await.unwrap().generation(), 4);
+    assert_eq!(cache.token(&client, &egress).await.unwrap().generation(), 4);
     assert_eq!(peer.counts().await, (4, 4));
 
     // A token rejected twice in a row is a permanent failure, not a loop.
@@ -168,4 +170,26 @@ async fn client_secret_rotation_both_auth_styles_and_no_secret_in_errors() {
     );
     assert_eq!(peer.counts().await, (3, 2));
     assert_eq!(resource.count(), 2);
+}
+
+#[tokio::test]
+async fn the_token_endpoint_is_behind_the_ssrf_guard_too() {
+    let resource = Sink::always(200).await;
+    let files = client_files(CANARY_SECRET);
+    let resource_only = switchboard_worker::config::EgressConfig {
+        allow_cidrs: vec![format!("{}/32", resource.addr.ip())],
+    };
+    for token_url in ["http://[::1]:9/token", "http://127.0.0.3:9/token"] {
+        let credentials =
+            BTreeMap::from([("oauth".to_string(), oauth2(files.path(), token_url, "basic"))]);
+        let outbound = Outbound::from_parts(&credentials, &resource_only).unwrap();
+        let outcome = outbound.deliver(&call_with(&resource, "oauth"), &vars(&[]), "d").await;
+        let DeliveryOutcome::Failed { failure, attempts } = &outcome else {
+            panic!("{token_url}: {outcome:?}")
+        };
+        assert_eq!(failure.kind, FailureKind::Egress, "{token_url}: {failure}");
+        assert!(failure.message.contains("token endpoint refused"), "{failure}");
+        assert_eq!(attempts.len(), 1, "not retried");
+    }
+    assert_eq!(resource.count(), 0);
 }

@@ -635,8 +635,18 @@ impl Outbound {
             }
         }
 
+        // Token requests go out with the system roots and no client certificate: the token
+        // endpoint is another host than the endpoint whose CA and certificate these are.
+        let token_client = if credential.as_ref().is_some_and(|c| c.oauth2().is_some()) {
+            match self.inner.http.client(&TlsProfile::default(), &self.inner.credentials) {
+                Ok(client) => client,
+                Err(e) => return permanent(FailureKind::Config, e.to_string()),
+            }
+        } else {
+            client.clone()
+        };
         let mut authorization = match &credential {
-            Some(credential) => match self.authorize(credential, &client, timeout).await {
+            Some(credential) => match self.authorize(credential, &token_client, timeout).await {
                 Ok(a) => Some(a),
                 Err(failure) => return failure,
             },
@@ -681,7 +691,11 @@ impl Outbound {
                 cache.invalidate(token).await;
                 reauthorized = true;
                 match self
-                    .authorize(credential.as_ref().expect("oauth2 credential"), &client, timeout)
+                    .authorize(
+                        credential.as_ref().expect("oauth2 credential"),
+                        &token_client,
+                        timeout,
+                    )
                     .await
                 {
                     Ok(fresh) => {
@@ -705,11 +719,14 @@ impl Outbound {
         client: &reqwest::Client,
         timeout: Duration,
     ) -> Result<Authorization, (AttemptOutcome, bool)> {
-        match tokio::time::timeout(timeout, credential.authorize(client)).await {
+        match tokio::time::timeout(timeout, credential.authorize(client, self.inner.http.policy()))
+            .await
+        {
             Ok(Ok(authorization)) => Ok(authorization),
             Ok(Err(error)) => {
                 let kind = match error {
                     CredentialError::TokenRequest { .. } => FailureKind::TokenRequest,
+                    CredentialError::TokenEndpointRefused { .. } => FailureKind::Egress,
                     _ => FailureKind::Credential,
                 };
                 let failure = AttemptFailure::new(kind, error.to_string());

@@ -1,10 +1,10 @@
 //! Versioned inbound API routes: each route with its own authentication (bearer, basic,
 //! none), methods, path parameters that reach the stored event, and route-specific targets.
 
-mod support;
+mod runtime_support;
 
 use base64::Engine as _;
-use support::*;
+use runtime_support::*;
 
 async fn api_server() -> Inbound {
     let dir = tempfile::tempdir().unwrap();

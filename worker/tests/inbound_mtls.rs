@@ -2,15 +2,15 @@
 //! the Credential's CA is accepted, one from another CA is refused, none is refused, and a CA
 //! rotated in the Secret applies to the next request without a restart.
 
-mod support;
+mod runtime_support;
 
 use std::sync::Arc;
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair,
 };
+use runtime_support::*;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
-use support::*;
 use switchboard_worker::config::WorkerConfig;
 use switchboard_worker::credentials::CredentialStore;
 use switchboard_worker::inbound::{InboundState, router, routes_for, tls};

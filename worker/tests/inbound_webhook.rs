@@ -3,11 +3,11 @@
 //! timestamp windows, body limits with and without Content-Length, malformed bodies,
 //! CloudEvents, and a canary secret that no answer may contain.
 
-mod support;
+mod runtime_support;
 
 use std::sync::atomic::Ordering;
 
-use support::*;
+use runtime_support::*;
 
 fn webhook_config(root: &std::path::Path, scheme: &str, secret: &str, max_body: u32) -> String {
     let dir = credential_dir(root, "hook", &[("secret", secret.as_bytes())]);
@@ -26,7 +26,7 @@ async fn standard_server(max_body: u32) -> (Inbound, String) {
 }
 
 fn client() -> reqwest::Client {
-    support::http_client()
+    runtime_support::http_client()
 }
 
 async fn post_standard(

@@ -2,13 +2,13 @@
 //! events survive SIGKILL (D1), hostile target errors are dead-lettered intact and replayed
 //! with `switchboard dlq` (D4), and no output carries the planted secrets.
 
-mod support;
+mod runtime_support;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use support::*;
+use runtime_support::*;
 use switchboard_worker::inbound::signature::{SignatureScheme, SigningKey, sign_standard};
 
 const ADMIN_TOKEN: &str = "admin-canary-5d1e-token";

@@ -1,11 +1,11 @@
 //! `switchboard worker run-once` pulling a paginated REST source (page and cursor styles)
 //! from a local server, through the transform, into the sink.
 
-mod support;
+mod runtime_support;
 
 use std::collections::BTreeMap;
 
-use support::*;
+use runtime_support::*;
 
 /// A REST source with 7 incidents: `?page=N&limit=M` pages and `?cursor=C` cursors.
 async fn start_source() -> std::net::SocketAddr {

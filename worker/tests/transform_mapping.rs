@@ -2,9 +2,9 @@
 //! field map reads body, headers, query and CloudEvents attributes, target conditions pick
 //! targets, and a mapping error dead-letters that one event with the reason (durable mode).
 
-mod support;
+mod runtime_support;
 
-use support::*;
+use runtime_support::*;
 
 #[tokio::test]
 async fn filter_field_map_and_mapping_errors_in_durable_mode() {

@@ -36,6 +36,7 @@ use reqwest::header::{HeaderName, HeaderValue};
 use secrecy::{ExposeSecret, SecretSlice, SecretString};
 
 use crate::config::{CredentialConfig, SecretRole};
+use crate::outbound::egress::EgressPolicy;
 pub use hmac::HmacScheme;
 pub use mtls::ClientCertificate;
 pub use oauth2::{AccessToken, TokenCache};
@@ -98,6 +99,14 @@ pub enum CredentialError {
         /// What is wrong (never the value).
         reason: String,
     },
+    /// The SSRF guard refused the OAuth2 token endpoint's address.
+    #[error("credential {credential:?}: token endpoint refused: {reason}")]
+    TokenEndpointRefused {
+        /// Credential name.
+        credential: String,
+        /// The guard's reason.
+        reason: String,
+    },
     /// The OAuth2 token endpoint did not issue a token.
     #[error("credential {credential:?}: token request failed: {reason}")]
     TokenRequest {
@@ -115,6 +124,7 @@ impl CredentialError {
     pub fn category(&self) -> &'static str {
         match self {
             CredentialError::TokenRequest { .. } => "token_request",
+            CredentialError::TokenEndpointRefused { .. } => "egress",
             _ => "credential",
         }
     }
@@ -412,6 +422,7 @@ impl Credential {
     pub async fn authorize(
         &self,
         http: &reqwest::Client,
+        egress: &EgressPolicy,
     ) -> Result<Authorization, CredentialError> {
         match &self.kind {
             Kind::Basic { .. } => {
@@ -467,7 +478,7 @@ impl Credential {
                     ApiKeyPlacement::Path => Authorization::UrlRest(key),
                 })
             }
-            Kind::OAuth2(cache) => Ok(Authorization::Token(cache.token(http).await?)),
+            Kind::OAuth2(cache) => Ok(Authorization::Token(cache.token(http, egress).await?)),
             Kind::Mtls(cert) => {
                 cert.current()?;
                 Ok(Authorization::TlsOnly)

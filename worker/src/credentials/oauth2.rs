@@ -27,6 +27,7 @@ use tokio::time::Instant;
 
 use super::{CredentialError, secret_file::SecretFile, secret_text};
 use crate::config::{OAuth2Config, SecretRole};
+use crate::outbound::egress::EgressPolicy;
 
 /// Lifetime assumed when the token response has no `expires_in`.
 pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(300);
@@ -170,7 +171,13 @@ impl TokenCache {
 
     /// A token that is not within the skew of its expiry, requesting one if needed. Concurrent
     /// callers share one request.
-    pub async fn token(&self, http: &reqwest::Client) -> Result<Arc<AccessToken>, CredentialError> {
+    /// The token endpoint is checked against `egress` like any other call (an IP-literal
+    /// host here; names by `http`'s guarded resolver).
+    pub async fn token(
+        &self,
+        http: &reqwest::Client,
+        egress: &EgressPolicy,
+    ) -> Result<Arc<AccessToken>, CredentialError> {
         let mut current = self.current.lock().await;
         if let Some(token) = current.as_ref()
             && Instant::now() < token.refresh_at
@@ -178,6 +185,12 @@ impl TokenCache {
             return Ok(token.clone());
         }
         *current = None;
+        if let Some(Err(refused)) = egress.check_literal(&self.token_url) {
+            return Err(CredentialError::TokenEndpointRefused {
+                credential: self.credential.clone(),
+                reason: refused.to_string(),
+            });
+        }
         let token = Arc::new(self.request(http).await?);
         *current = Some(token.clone());
         Ok(token)
@@ -205,10 +218,8 @@ impl TokenCache {
         let client_id = self.read(SecretRole::ClientId)?;
         let client_secret = self.read(SecretRole::ClientSecret)?;
 
-        // The form is built in its own scope: its serializer holds a non-Sync closure and
-        // must not live across an await, or the token request (and every delivery that may
-        // make one) could not run on a spawned task.
-        let body = {
+        // Built in one expression: the serializer is not Send and must not live across an await.
+        let form_pairs = |with_client: bool| {
             let mut form = url::form_urlencoded::Serializer::new(String::new());
             form.append_pair("grant_type", "client_credentials");
             if !self.scopes.is_empty() {
@@ -217,7 +228,7 @@ impl TokenCache {
             if let Some(audience) = &self.audience {
                 form.append_pair("audience", audience);
             }
-            if !self.basic_auth {
+            if with_client {
                 form.append_pair("client_id", client_id.expose_secret());
                 form.append_pair("client_secret", client_secret.expose_secret());
             }
@@ -246,15 +257,26 @@ impl TokenCache {
             value.set_sensitive(true);
             request = request.header(AUTHORIZATION, value);
         }
+        let body = form_pairs(!self.basic_auth);
         let request = request.body(body.expose_secret().to_string());
 
         let started = Instant::now();
         let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let response = request
-            .send()
-            .await
-            .map_err(|e| failed(None, crate::outbound::http::describe_reqwest_error(&e)))?;
+        let response =
+            request.send().await.map_err(|e| {
+                match crate::outbound::http::find_source::<crate::outbound::egress::EgressError>(&e)
+                {
+                    Some(refused @ crate::outbound::egress::EgressError::Refused { .. })
+                    | Some(
+                        refused @ crate::outbound::egress::EgressError::NoAllowedAddress { .. },
+                    ) => CredentialError::TokenEndpointRefused {
+                        credential: self.credential.clone(),
+                        reason: refused.to_string(),
+                    },
+                    _ => failed(None, crate::outbound::http::describe_reqwest_error(&e)),
+                }
+            })?;
         let status = response.status();
         let bytes = crate::outbound::http::read_limited(response, MAX_TOKEN_RESPONSE_BYTES)
             .await

@@ -97,7 +97,8 @@ impl SetupError {
 }
 
 /// What kind of failure an attempt met.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub enum FailureKind {
     /// No complete response within the endpoint timeout.
     Timeout,
@@ -155,7 +156,8 @@ impl FailureKind {
 }
 
 /// One failed attempt: safe to log, store and show (bounded, single-line, redacted).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct AttemptFailure {
     /// What kind of failure.
     pub kind: FailureKind,
@@ -166,6 +168,7 @@ pub struct AttemptFailure {
     /// The start of the response body, sanitized.
     pub excerpt: Option<String>,
     /// How long the peer asked us to wait (`Retry-After`), uncapped.
+    #[serde(rename = "retryAfterMs", serialize_with = "optional_millis")]
     pub retry_after: Option<Duration>,
 }
 
@@ -188,19 +191,22 @@ impl std::fmt::Display for AttemptFailure {
 }
 
 /// A successful call.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Delivered {
     /// HTTP status.
     pub status: u16,
     /// Captured response values by capture name (JSON Pointers that matched).
     pub captures: BTreeMap<String, String>,
     /// The response body as read (at most 1 MiB), for callers that consume responses (a
-    /// REST pull reads its records from it).
+    /// REST pull reads its records from it). Never serialized: it may hold personal data.
+    #[serde(skip)]
     pub body: bytes::Bytes,
 }
 
 /// The result of one attempt.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub enum AttemptOutcome {
     /// The target accepted the call.
     Delivered(Delivered),
@@ -211,12 +217,14 @@ pub enum AttemptOutcome {
     /// The endpoint's circuit is open; nothing was sent.
     CircuitOpen {
         /// When a probe will be let through.
+        #[serde(rename = "retryInMs", serialize_with = "millis")]
         retry_in: Duration,
     },
 }
 
 /// What one attempt of a delivery ended with, for the history.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub enum AttemptResult {
     /// A response with this status arrived.
     Status(u16),
@@ -227,22 +235,26 @@ pub enum AttemptResult {
 }
 
 /// One attempt in a delivery's history.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct AttemptRecord {
     /// 1 for the first attempt.
     pub number: u32,
     /// Wall-clock start.
     pub at: DateTime<Utc>,
     /// Start, relative to the start of the delivery (tokio clock).
+    #[serde(rename = "offsetMs", serialize_with = "millis")]
     pub offset: Duration,
     /// What it ended with.
     pub result: AttemptResult,
     /// The wait before the next attempt, if there was one.
+    #[serde(rename = "delayMs", serialize_with = "optional_millis")]
     pub delay: Option<Duration>,
 }
 
 /// The final outcome of [`Outbound::deliver`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub enum DeliveryOutcome {
     /// Delivered.
     Delivered {
@@ -250,7 +262,8 @@ pub enum DeliveryOutcome {
         status: u16,
         /// Captured response values.
         captures: BTreeMap<String, String>,
-        /// The response body as read (at most 1 MiB).
+        /// The response body as read (at most 1 MiB); never serialized.
+        #[serde(skip)]
         body: bytes::Bytes,
         /// Attempt history.
         attempts: Vec<AttemptRecord>,
@@ -272,6 +285,7 @@ pub enum DeliveryOutcome {
     /// The endpoint's circuit is open.
     CircuitOpen {
         /// When a probe will be let through.
+        #[serde(rename = "retryInMs", serialize_with = "millis")]
         retry_in: Duration,
         /// Attempt history (the last entry is the refused one).
         attempts: Vec<AttemptRecord>,
@@ -402,15 +416,32 @@ impl Outbound {
     /// Check a call's templates and that the credentials it names exist.
     pub fn check(&self, call: &OutboundCall) -> Result<(), RequestError> {
         check_call(call)?;
-        for name in
-            [&call.endpoint.credential, &call.endpoint.client_certificate].into_iter().flatten()
-        {
-            self.inner
-                .credentials
-                .get(name)
-                .map_err(|e| RequestError::Endpoint { reason: e.to_string() })?;
+        let credential_error =
+            |e: CredentialError| RequestError::Endpoint { reason: e.to_string() };
+        if let Some(name) = &call.endpoint.credential {
+            self.inner.credentials.get(name).map_err(credential_error)?;
+        }
+        if let Some(name) = &call.endpoint.client_certificate {
+            let credential = self.inner.credentials.get(name).map_err(credential_error)?;
+            if credential.client_certificate().is_none() {
+                return Err(credential_error(CredentialError::WrongType {
+                    credential: name.clone(),
+                    found: credential.type_name(),
+                    expected: "mtls",
+                }));
+            }
         }
         Ok(())
+    }
+
+    /// Whether the SSRF guard lets calls reach `url`'s host (resolving a name, without
+    /// connecting): the same check every attempt makes.
+    pub async fn check_egress(&self, url: &str) -> Result<(), EgressError> {
+        let url = url::Url::parse(url).map_err(|e| EgressError::Resolve {
+            host: String::new(),
+            reason: format!("not a URL: {e}"),
+        })?;
+        self.inner.http.policy().check_url(&url).await
     }
 
     /// The credentials of this worker (for the inbound side's verification).
@@ -576,15 +607,7 @@ impl Outbound {
         };
 
         // The SSRF guard for IP-literal hosts (names are checked by the resolver).
-        let host = prepared.endpoint.host_str().unwrap_or_default().to_string();
-        let literal = match prepared.endpoint.host() {
-            Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
-            Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
-            _ => None,
-        };
-        if let Some(ip) = literal
-            && let Err(error) = self.inner.http.policy().check(&host, ip)
-        {
+        if let Some(Err(error)) = self.inner.http.policy().check_literal(&prepared.endpoint) {
             return permanent(FailureKind::Egress, error.to_string());
         }
 
@@ -619,8 +642,18 @@ impl Outbound {
             }
         }
 
+        // Token requests go out with the system roots and no client certificate: the token
+        // endpoint is another host than the endpoint whose CA and certificate these are.
+        let token_client = if credential.as_ref().is_some_and(|c| c.oauth2().is_some()) {
+            match self.inner.http.client(&TlsProfile::default(), &self.inner.credentials) {
+                Ok(client) => client,
+                Err(e) => return permanent(FailureKind::Config, e.to_string()),
+            }
+        } else {
+            client.clone()
+        };
         let mut authorization = match &credential {
-            Some(credential) => match self.authorize(credential, &client, timeout).await {
+            Some(credential) => match self.authorize(credential, &token_client, timeout).await {
                 Ok(a) => Some(a),
                 Err(failure) => return failure,
             },
@@ -665,7 +698,11 @@ impl Outbound {
                 cache.invalidate(token).await;
                 reauthorized = true;
                 match self
-                    .authorize(credential.as_ref().expect("oauth2 credential"), &client, timeout)
+                    .authorize(
+                        credential.as_ref().expect("oauth2 credential"),
+                        &token_client,
+                        timeout,
+                    )
                     .await
                 {
                     Ok(fresh) => {
@@ -689,11 +726,14 @@ impl Outbound {
         client: &reqwest::Client,
         timeout: Duration,
     ) -> Result<Authorization, (AttemptOutcome, bool)> {
-        match tokio::time::timeout(timeout, credential.authorize(client)).await {
+        match tokio::time::timeout(timeout, credential.authorize(client, self.inner.http.policy()))
+            .await
+        {
             Ok(Ok(authorization)) => Ok(authorization),
             Ok(Err(error)) => {
                 let kind = match error {
                     CredentialError::TokenRequest { .. } => FailureKind::TokenRequest,
+                    CredentialError::TokenEndpointRefused { .. } => FailureKind::Egress,
                     _ => FailureKind::Credential,
                 };
                 let failure = AttemptFailure::new(kind, error.to_string());
@@ -715,6 +755,20 @@ impl Outbound {
                 false,
             )),
         }
+    }
+}
+
+fn millis<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_u64(duration.as_millis().min(u64::MAX as u128) as u64)
+}
+
+fn optional_millis<S: serde::Serializer>(
+    duration: &Option<Duration>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match duration {
+        Some(duration) => millis(duration, serializer),
+        None => serializer.serialize_none(),
     }
 }
 
@@ -1017,4 +1071,72 @@ fn captures(
             Some((name.clone(), sanitize_excerpt(text.as_bytes(), CAPTURE_CHARS, redact)))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Compile-time checks: deliveries run on a multi-threaded runtime and are spawned.
+    #[allow(dead_code)]
+    fn deliver_is_send<'a>(
+        outbound: &'a Outbound,
+        call: &'a OutboundCall,
+        vars: &'a BTreeMap<String, String>,
+    ) -> impl Send + 'a {
+        outbound.deliver(call, vars, "id")
+    }
+
+    #[allow(dead_code)]
+    fn attempt_is_send<'a>(
+        outbound: &'a Outbound,
+        call: &'a OutboundCall,
+        vars: &'a BTreeMap<String, String>,
+    ) -> impl Send + 'a {
+        outbound.attempt(call, vars, "id", 1)
+    }
+
+    #[test]
+    fn outcomes_serialize_for_dead_letters() {
+        let outcome = DeliveryOutcome::Exhausted {
+            last: AttemptFailure {
+                kind: FailureKind::Status,
+                status: Some(503),
+                message: "HTTP 503 from sink".into(),
+                excerpt: Some("busy".into()),
+                retry_after: Some(Duration::from_secs(2)),
+            },
+            attempts: vec![AttemptRecord {
+                number: 1,
+                at: DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z")
+                    .unwrap()
+                    .with_timezone(&Utc),
+                offset: Duration::ZERO,
+                result: AttemptResult::Status(503),
+                delay: Some(Duration::from_millis(1500)),
+            }],
+        };
+        assert_eq!(
+            serde_json::to_value(&outcome).unwrap(),
+            serde_json::json!({"exhausted": {
+                "last": {"kind": "status", "status": 503, "message": "HTTP 503 from sink",
+                         "excerpt": "busy", "retryAfterMs": 2000},
+                "attempts": [{"number": 1, "at": "2026-01-02T03:04:05Z", "offsetMs": 0,
+                              "result": {"status": 503}, "delayMs": 1500}]
+            }})
+        );
+    }
+
+    #[test]
+    fn idempotency_keys_are_stable_header_tokens() {
+        assert_eq!(idempotency_key("evt-1/target"), "evt-1/target");
+        let hashed = idempotency_key("with space");
+        assert_eq!(hashed, idempotency_key("with space"));
+        assert_ne!(hashed, idempotency_key("with  space"));
+        assert!(hashed.starts_with("sha256:") && hashed.len() == 71);
+        assert!(idempotency_key("").starts_with("sha256:"));
+        let outbound = Outbound::from_parts(&BTreeMap::new(), &EgressConfig::default()).unwrap();
+        fn shareable<T: Send + Sync + Clone>(_: &T) {}
+        shareable(&outbound);
+    }
 }

@@ -108,6 +108,32 @@ impl EgressPolicy {
         Err(EgressError::Refused { host: host.to_string(), address, range })
     }
 
+    /// For a URL whose host is an IP literal, whether it may be reached; `None` for a name
+    /// (names are checked when they are resolved).
+    pub fn check_literal(&self, url: &url::Url) -> Option<Result<(), EgressError>> {
+        let host = url.host_str().unwrap_or_default();
+        let address = match url.host()? {
+            url::Host::Ipv4(ip) => IpAddr::V4(ip),
+            url::Host::Ipv6(ip) => IpAddr::V6(ip),
+            url::Host::Domain(_) => return None,
+        };
+        Some(self.check(host, address))
+    }
+
+    /// Whether a URL's host may be reached: IP literals are checked, names resolved and their
+    /// addresses filtered, exactly as a request would be (without connecting).
+    pub async fn check_url(&self, url: &url::Url) -> Result<(), EgressError> {
+        if let Some(checked) = self.check_literal(url) {
+            return checked;
+        }
+        let host = url.host_str().unwrap_or_default().to_string();
+        let found =
+            tokio::net::lookup_host((host.as_str(), url.port_or_known_default().unwrap_or(0)))
+                .await
+                .map_err(|e| EgressError::Resolve { host: host.clone(), reason: e.to_string() })?;
+        self.filter(&host, found).map(|_| ())
+    }
+
     fn is_allow_listed(&self, address: IpAddr) -> bool {
         let canonical = canonical(address);
         self.allow.iter().any(|net| net.contains(&address) || net.contains(&canonical))

@@ -389,7 +389,11 @@ pub(crate) fn find_source<'a, E: std::error::Error + 'static>(
         if let Some(found) = e.downcast_ref::<E>() {
             return Some(found);
         }
-        current = e.source();
+        // An io::Error's `source` skips the error it wraps (TLS errors arrive that way).
+        current = match e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            Some(wrapped) => Some(wrapped as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
     }
     None
 }

@@ -297,7 +297,8 @@ impl Template {
             }
         }
         if self.encoding == Encoding::Json {
-            serde_json::from_str::<serde::de::IgnoredAny>(&out)
+            // Parsed fully (not just skimmed), so numbers out of range are refused here too.
+            serde_json::from_str::<serde_json::Value>(&out)
                 .map_err(|e| TemplateError::InvalidJson { reason: e.to_string() })?;
         }
         Ok(out)
@@ -535,6 +536,15 @@ mod tests {
     #[test]
     fn json_scalars_outside_strings_must_be_scalars() {
         assert_eq!(render(r#"{"n":${v}}"#, Encoding::Json, "42").unwrap(), r#"{"n":42}"#);
+        // Found by fuzzing: a number no parser can hold.
+        assert!(matches!(
+            render("2e88888", Encoding::Json, ""),
+            Err(TemplateError::InvalidJson { .. })
+        ));
+        assert!(matches!(
+            render("${v}", Encoding::Json, "2e88888"),
+            Err(TemplateError::NotJsonScalar { .. })
+        ));
         assert!(matches!(
             render(r#"{"n":${v}}"#, Encoding::Json, "1,\"admin\":true"),
             Err(TemplateError::NotJsonScalar { .. })

@@ -1,399 +1,349 @@
-//! Shared helpers of the worker's integration tests: configs, credential files, servers on
-//! loopback, the Python signing helper (an independent implementation), raw HTTP.
+//! Shared pieces of the outbound, credentials and delivery tests: a scripted HTTP sink on
+//! loopback, call builders and credential directories.
+//!
+//! The sink is a real TCP server speaking HTTP/1.1 (one request per connection), scripted per
+//! test with the replies to give in order. It records every request as it arrived (raw bytes,
+//! parsed headers, body, and the tokio instant), so tests assert on exactly what went over
+//! the wire. It runs on the test's runtime, so a paused tokio clock stays consistent.
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::{Arc, OnceLock};
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use switchboard_worker::config::WorkerConfig;
-use switchboard_worker::credentials::CredentialStore;
-use switchboard_worker::inbound::{InboundState, router, routes_for};
-use switchboard_worker::queue::{Queue, QueueSettings};
-use switchboard_worker::runtime::delivery::QueueSink;
-use switchboard_worker::runtime::metrics::Metrics;
+use switchboard_worker::config::{
+    CircuitBreakerConfig, CredentialConfig, EgressConfig, EndpointConfig, MethodConfig,
+    OutboundCall, RetryConfig, VariableConfig,
+};
+use switchboard_worker::delivery::Outbound;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 
-/// A value planted in every secret: no output may ever contain it.
-pub const CANARY: &str = "canary-7f3a9c1e-secret";
-
-/// The workspace's target directory.
-pub fn target_dir() -> PathBuf {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| manifest.parent().unwrap().join("target"))
+/// What the sink does with one request.
+#[derive(Clone, Debug)]
+pub enum Reply {
+    /// Answer with a status, extra headers and a body.
+    Respond { status: u16, headers: Vec<(String, String)>, body: Vec<u8> },
+    /// Read the request and never answer.
+    Hang,
+    /// Read the request and reset the connection (RST).
+    Reset,
+    /// Read the request and close the connection without answering.
+    Close,
 }
 
-/// A Python with the `standardwebhooks` package, in a venv under `target/test-tools`
-/// (created on first use; pip reaches PyPI).
-pub fn python() -> PathBuf {
-    static PY: OnceLock<PathBuf> = OnceLock::new();
-    PY.get_or_init(|| {
-        let venv = target_dir().join("test-tools").join("venv");
-        let py = venv.join("bin").join("python");
-        let ok = |py: &Path| {
-            Command::new(py)
-                .args(["-c", "import standardwebhooks"])
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false)
-        };
-        if !ok(&py) {
-            let status =
-                Command::new("python3").args(["-m", "venv"]).arg(&venv).status().expect("python3");
-            assert!(status.success(), "python3 -m venv failed");
-            let status = Command::new(venv.join("bin").join("pip"))
-                .args(["install", "--quiet", "standardwebhooks==1.1.0"])
-                .status()
-                .expect("pip");
-            assert!(status.success(), "pip install standardwebhooks failed");
-        }
-        py
-    })
-    .clone()
-}
-
-/// Sign with the Python helper.
-pub fn python_sign(args: &[&str], body: &[u8]) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let body_path = dir.path().join("body");
-    std::fs::write(&body_path, body).unwrap();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/sign.py");
-    let out = Command::new(python())
-        .arg(script)
-        .args(args)
-        .arg(&body_path)
-        .output()
-        .expect("run sign.py");
-    assert!(out.status.success(), "sign.py: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
-/// Write a credential directory with `files` (role file name → content).
-pub fn credential_dir(root: &Path, name: &str, files: &[(&str, &[u8])]) -> PathBuf {
-    let dir = root.join(name);
-    std::fs::create_dir_all(&dir).unwrap();
-    for (file, content) in files {
-        std::fs::write(dir.join(file), content).unwrap();
+impl Reply {
+    pub fn status(status: u16) -> Reply {
+        Reply::Respond { status, headers: vec![], body: vec![] }
     }
-    dir
+
+    pub fn with_header(status: u16, name: &str, value: &str) -> Reply {
+        Reply::Respond { status, headers: vec![(name.into(), value.into())], body: vec![] }
+    }
+
+    pub fn body(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Reply {
+        Reply::Respond {
+            status,
+            headers: vec![("Content-Type".into(), content_type.into())],
+            body: body.into(),
+        }
+    }
 }
 
-/// Base64 of a secret, as a Standard Webhooks `whsec_` secret.
-pub fn whsec(raw: &str) -> String {
-    use base64::Engine as _;
-    format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(raw))
+/// One request as the sink received it.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub at: tokio::time::Instant,
+    pub raw_head: String,
+    pub request_line: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
 }
 
-/// A running inbound server backed by a real queue.
-pub struct Inbound {
+impl Received {
+    /// Every value of a header (case-insensitive name).
+    pub fn header_values(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// The single value of a header.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let values = self.header_values(name);
+        assert!(values.len() <= 1, "header {name} appears {} times", values.len());
+        values.first().copied()
+    }
+
+    /// The request target (path and query).
+    pub fn target(&self) -> &str {
+        self.request_line.split(' ').nth(1).unwrap_or_default()
+    }
+}
+
+struct SinkState {
+    script: VecDeque<Reply>,
+    default: Reply,
+    received: Vec<Received>,
+}
+
+/// A scripted HTTP sink.
+#[derive(Clone)]
+pub struct Sink {
     pub addr: SocketAddr,
-    pub queue: Queue,
-    pub metrics: Arc<Metrics>,
-    pub dir: tempfile::TempDir,
+    state: Arc<Mutex<SinkState>>,
 }
 
-/// Start the inbound routes of `config_yaml` on loopback, durable mode, queue in a temp dir.
-pub async fn start_inbound(config_yaml: &str, dir: tempfile::TempDir) -> Inbound {
-    let config = WorkerConfig::from_yaml(config_yaml).expect("config parses");
-    let queue = Queue::open(&dir.path().join("data"), QueueSettings::default()).unwrap();
-    let metrics = Arc::new(Metrics::for_config(&config));
-    let routes = routes_for(config.source.as_ref().unwrap(), &config.credentials).unwrap();
-    let state = InboundState::new(
-        Arc::new(CredentialStore::new(&config.credentials).unwrap()),
-        Arc::new(QueueSink { queue: queue.clone(), fast: None }),
-        metrics.clone(),
-        queue.counters().clone(),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = router(routes, state);
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    Inbound { addr, queue, metrics, dir }
-}
-
-/// The head of a worker config, with `source` and `credentials` YAML appended by the caller.
-pub fn config_head(mode: &str) -> String {
-    [
-        "apiVersion: worker.switchboard.dev/v1",
-        "kind: WorkerConfig",
-        "subject: {kind: Integration, namespace: ops, name: alerts}",
-        "owner: {team: noc, contact: noc@example.com}",
-        "delivery:",
-        &format!("  mode: {mode}"),
-        "  retry: {maxAttempts: 3, initialBackoffMs: 10, maxBackoffMs: 50}",
-        "  deadLetterRetentionSeconds: 86400",
-        "  deadLetterMaxEntries: 1000",
-        "  concurrency: 8",
-        "",
-    ]
-    .join("\n")
-}
-
-/// Send raw bytes over HTTP/1.1 and return (status, whole response text).
-pub fn raw_http(addr: SocketAddr, request: &[u8]) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
-    stream.write_all(request).unwrap();
-    let mut buf = Vec::new();
-    let _ = stream.read_to_end(&mut buf);
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    (status, text)
-}
-
-/// Unix time now, in seconds.
-pub fn now() -> i64 {
-    chrono::Utc::now().timestamp()
-}
-
-/// An HTTP client for tests (ring as the process's TLS provider, as the worker installs).
-pub fn http_client() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
-}
-
-/// The `switchboard` binary of this build profile, built (or brought up to date) by cargo on
-/// first use: the tests run the real process, as a pod does.
-pub fn switchboard_bin() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let exe = std::env::current_exe().unwrap();
-        // target/<profile>/deps/<test> → target/<profile>
-        let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-        let release = profile_dir.file_name().is_some_and(|n| n == "release");
-        let manifest =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("Cargo.toml");
-        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        cmd.args([
-            "build",
-            "--quiet",
-            "-p",
-            "switchboard",
-            "--bin",
-            "switchboard",
-            "--manifest-path",
-        ])
-        .arg(&manifest);
-        if release {
-            cmd.arg("--release");
-        }
-        let status = cmd.status().expect("cargo build");
-        assert!(status.success(), "building the switchboard binary failed");
-        profile_dir.join("switchboard")
-    })
-    .clone()
-}
-
-/// What the local sink was sent.
-#[derive(Default)]
-pub struct SinkState {
-    /// Deliveries per event id (the `id` field of the JSON body).
-    pub received: std::sync::Mutex<std::collections::BTreeMap<String, u32>>,
-    /// Idempotency keys seen per event id.
-    pub keys:
-        std::sync::Mutex<std::collections::BTreeMap<String, std::collections::BTreeSet<String>>>,
-    /// While true, ids starting with `hostile-` get a 500 with a hostile 10 MB body.
-    pub refuse_hostile: std::sync::atomic::AtomicBool,
-}
-
-/// A local HTTP sink on loopback: `POST /sink` records the body's `id`.
-pub async fn start_sink() -> (SocketAddr, Arc<SinkState>) {
-    use axum::response::IntoResponse;
-    let state = Arc::new(SinkState::default());
-    state.refuse_hostile.store(true, std::sync::atomic::Ordering::SeqCst);
-    let s = state.clone();
-    let app = axum::Router::new().route(
-        "/sink",
-        axum::routing::post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
-            let s = s.clone();
-            async move {
-                let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-                let id = v["id"].as_str().unwrap_or_default().to_string();
-                if id.starts_with("hostile-")
-                    && s.refuse_hostile.load(std::sync::atomic::Ordering::SeqCst)
-                {
-                    let mut hostile = String::from(
-                        "<html>\r\nSet-Cookie: evil=1\r\n\r\n<script>alert(1)</script>\u{1b}[2J",
-                    );
-                    hostile.push_str(&"X".repeat(10 * 1024 * 1024));
-                    return (
-                        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                        [("content-type", "text/html")],
-                        hostile,
-                    )
-                        .into_response();
-                }
-                *s.received.lock().unwrap().entry(id.clone()).or_default() += 1;
-                if let Some(k) = headers.get("idempotency-key").and_then(|v| v.to_str().ok()) {
-                    s.keys.lock().unwrap().entry(id).or_default().insert(k.to_string());
-                }
-                axum::http::StatusCode::NO_CONTENT.into_response()
+impl Sink {
+    /// Start a sink that gives `script` in order, then `default` to every later request.
+    pub async fn start(script: Vec<Reply>, default: Reply) -> Sink {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(Mutex::new(SinkState {
+            script: script.into(),
+            default,
+            received: Vec::new(),
+        }));
+        let shared = state.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                let state = shared.clone();
+                tokio::spawn(serve(stream, state));
             }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (addr, state)
+        });
+        Sink { addr, state }
+    }
+
+    /// A sink that always answers `status`.
+    pub async fn always(status: u16) -> Sink {
+        Sink::start(vec![], Reply::status(status)).await
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Requests received so far.
+    pub fn received(&self) -> Vec<Received> {
+        self.state.lock().unwrap().received.clone()
+    }
+
+    /// Number of requests received so far.
+    pub fn count(&self) -> usize {
+        self.state.lock().unwrap().received.len()
+    }
 }
 
-/// A free loopback port (bound then released).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+async fn serve(mut stream: TcpStream, state: Arc<Mutex<SinkState>>) {
+    let Some(received) = read_request(&mut stream).await else { return };
+    let reply = {
+        let mut state = state.lock().unwrap();
+        state.received.push(received);
+        let default = state.default.clone();
+        state.script.pop_front().unwrap_or(default)
+    };
+    match reply {
+        Reply::Respond { status, headers, body } => {
+            let mut head = format!(
+                "HTTP/1.1 {status} Whatever\r\nContent-Length: {}\r\nConnection: close\r\n",
+                body.len()
+            );
+            for (name, value) in headers {
+                head.push_str(&format!("{name}: {value}\r\n"));
+            }
+            head.push_str("\r\n");
+            let _ = stream.write_all(head.as_bytes()).await;
+            let _ = stream.write_all(&body).await;
+            let _ = stream.shutdown().await;
+        }
+        Reply::Hang => {
+            tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
+        }
+        Reply::Reset => {
+            let _ = stream.set_zero_linger();
+            drop(stream);
+        }
+        Reply::Close => {
+            let _ = stream.shutdown().await;
+        }
+    }
 }
 
-/// An outbound target posting `{"id": ..., "title": ...}` to the sink.
-pub fn sink_target_yaml(sink: SocketAddr, max_attempts: u32) -> String {
-    format!(
-        r#"targets:
-- name: sink
-  kind: !outboundMessage
-    endpoint:
-      name: local-sink
-      url: http://{sink}
-      protocol: rest
-      timeoutMs: 5000
-      retry: {{maxAttempts: {max_attempts}, initialBackoffMs: 10, maxBackoffMs: 50}}
-      circuitBreaker: {{failureThreshold: 1000, openForMs: 1000}}
-    method:
-      name: post
-      httpMethod: POST
-      path: /sink
-      contentType: application/json
-      body: '{{"id": "${{id}}", "title": "${{title}}"}}'
-      variables:
-      - {{name: id, maxLength: 200}}
-      - {{name: title, maxLength: 1000, default: ""}}
-egress:
-  allowCidrs: [127.0.0.0/8]
-"#
-    )
+/// Read one HTTP/1.1 request (Content-Length bodies only; the worker sends no chunked ones).
+pub async fn read_request<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> Option<Received> {
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(end) = find(&buffer, b"\r\n\r\n") {
+            break end;
+        }
+        let n = stream.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buffer.extend_from_slice(&chunk[..n]);
+    };
+    let at = tokio::time::Instant::now();
+    let raw_head = String::from_utf8_lossy(&buffer[..head_end]).into_owned();
+    let mut lines = raw_head.split("\r\n");
+    let request_line = lines.next().unwrap_or_default().to_string();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let length: usize = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = buffer[head_end + 4..].to_vec();
+    while body.len() < length {
+        let n = stream.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            break;
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    Some(Received { at, raw_head, request_line, headers, body })
 }
 
-/// A running `switchboard worker` process.
-pub struct WorkerProcess {
-    pub child: std::process::Child,
-    pub inbound: SocketAddr,
-    pub admin: SocketAddr,
-    pub log: PathBuf,
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-impl WorkerProcess {
-    /// Start the binary; stdout and stderr go to `log` (appended).
-    pub fn start(
-        config: &Path,
-        data: &Path,
-        token: &Path,
-        log: &Path,
-        extra: &[&str],
-    ) -> WorkerProcess {
-        let inbound = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let out = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-        let child = Command::new(switchboard_bin())
-            .arg("worker")
-            .arg("--config")
-            .arg(config)
-            .arg("--data-dir")
-            .arg(data)
-            .arg("--admin-token-file")
-            .arg(token)
-            .arg("--inbound-addr")
-            .arg(inbound.to_string())
-            .arg("--admin-addr")
-            .arg(admin.to_string())
-            .args(extra)
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
+/// A retry policy.
+pub fn retry(max_attempts: u32, initial_backoff_ms: u64, max_backoff_ms: u64) -> RetryConfig {
+    RetryConfig { max_attempts, initial_backoff_ms, max_backoff_ms }
+}
+
+/// A REST call to `url` + `path` with one declared variable `v` and a JSON body using it.
+pub fn rest_call(url: &str, path: &str) -> OutboundCall {
+    OutboundCall {
+        endpoint: EndpointConfig {
+            name: "sink".into(),
+            url: url.into(),
+            protocol: "rest".into(),
+            soap_version: None,
+            credential: None,
+            client_certificate: None,
+            ca_file: None,
+            server_name: None,
+            timeout_ms: 2_000,
+            retry: retry(1, 100, 1_000),
+            circuit_breaker: CircuitBreakerConfig { failure_threshold: 0, open_for_ms: 1_000 },
+        },
+        method: MethodConfig {
+            name: "post".into(),
+            http_method: "POST".into(),
+            path: path.into(),
+            query: BTreeMap::new(),
+            headers: BTreeMap::new(),
+            body: Some(r#"{"v":"${v}"}"#.into()),
+            content_type: None,
+            soap_action: None,
+            variables: vec![VariableConfig {
+                name: "v".into(),
+                default: Some("x".into()),
+                max_length: 10_000,
+            }],
+            expected_statuses: vec![],
+            capture: BTreeMap::new(),
+        },
+        variables: BTreeMap::new(),
+    }
+}
+
+/// Variables from pairs.
+pub fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+/// An egress config that allows loopback (where the test peers are).
+pub fn loopback_allowed() -> EgressConfig {
+    EgressConfig { allow_cidrs: vec!["127.0.0.0/8".into()] }
+}
+
+/// An Outbound with these credentials and loopback allowed.
+pub fn outbound(credentials: BTreeMap<String, CredentialConfig>) -> Outbound {
+    Outbound::from_parts(&credentials, &loopback_allowed()).unwrap()
+}
+
+/// A credential config of `type_` whose files live in `dir`.
+pub fn credential(type_: &str, dir: &Path) -> CredentialConfig {
+    CredentialConfig {
+        type_: type_.into(),
+        directory: dir.display().to_string(),
+        api_key: None,
+        oauth2: None,
+        hmac: None,
+    }
+}
+
+/// Write a credential file atomically (new inode, as a Secret volume update does).
+pub fn write_secret(dir: &Path, role_file: &str, content: &[u8]) {
+    let tmp = dir.join(format!(".{role_file}.tmp"));
+    std::fs::write(&tmp, content).unwrap();
+    std::fs::rename(&tmp, dir.join(role_file)).unwrap();
+}
+
+/// The OAuth2 token server of `tests/peers` (oauth2-mock-server), installed with npm on
+/// first use and run with node on loopback.
+pub struct OAuth2Peer {
+    _child: tokio::process::Child,
+    /// The token endpoint.
+    pub token_url: String,
+    counter: SocketAddr,
+}
+
+impl OAuth2Peer {
+    /// Start a token server that accepts exactly this client id and secret.
+    pub async fn start(client_id: &str, client_secret: &str) -> OAuth2Peer {
+        use tokio::io::AsyncBufReadExt;
+        let peers = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers");
+        let installed = std::process::Command::new("bash")
+            .arg(peers.join("install.sh"))
+            .status()
+            .expect("bash runs tests/peers/install.sh");
+        assert!(installed.success(), "npm install of the test peers failed");
+        let mut child = tokio::process::Command::new("node")
+            .arg("oauth2-server.mjs")
+            .current_dir(&peers)
+            .env("CLIENT_ID", client_id)
+            .env("CLIENT_SECRET", client_secret)
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
             .spawn()
-            .expect("start switchboard worker");
-        WorkerProcess { child, inbound, admin, log: log.to_path_buf() }
-    }
-
-    /// Wait until `/livez` answers (bounded: the process must come up within a minute).
-    pub async fn wait_live(&self) {
-        let client = http_client();
-        for _ in 0..600 {
-            if client.get(format!("http://{}/livez", self.admin)).send().await.is_ok() {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        panic!(
-            "worker did not come up; log:\n{}",
-            std::fs::read_to_string(&self.log).unwrap_or_default()
-        );
-    }
-
-    /// GET an admin path as JSON.
-    pub async fn admin_json(&self, path: &str) -> (u16, serde_json::Value) {
-        let r = http_client().get(format!("http://{}{path}", self.admin)).send().await.unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or_default())
-    }
-
-    /// The status document.
-    pub async fn status(&self) -> serde_json::Value {
-        self.admin_json("/status").await.1
-    }
-
-    /// Poll `/status` until `done` holds (bounded), returning the last document.
-    pub async fn wait_status(
-        &self,
-        what: &str,
-        done: impl Fn(&serde_json::Value) -> bool,
-    ) -> serde_json::Value {
-        let mut last = serde_json::Value::Null;
-        for _ in 0..1200 {
-            last = self.status().await;
-            if done(&last) {
-                return last;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        panic!("{what} never happened; last status: {last}");
-    }
-
-    /// SIGKILL.
-    pub fn kill9(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    /// SIGTERM, then wait for the exit status.
-    pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        self.child.wait().unwrap()
-    }
-}
-
-impl Drop for WorkerProcess {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            .expect("node starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let ready = lines.next_line().await.unwrap().expect("the OAuth2 peer prints READY");
+        let ports: Vec<u16> = ready
+            .strip_prefix("READY ")
+            .unwrap_or_else(|| panic!("unexpected peer output {ready:?}"))
+            .split(' ')
+            .map(|p| p.parse().unwrap())
+            .collect();
+        OAuth2Peer {
+            _child: child,
+            token_url: format!("http://127.0.0.1:{}/token", ports[0]),
+            counter: SocketAddr::from(([127, 0, 0, 1], ports[1])),
         }
     }
-}
 
-/// Run `switchboard dlq ...` against a worker; (exit success, stdout, stderr).
-pub fn dlq(worker: &WorkerProcess, token: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(switchboard_bin())
-        .arg("dlq")
-        .args(args)
-        .arg("--url")
-        .arg(format!("http://{}", worker.admin))
-        .arg("--token-file")
-        .arg(token)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    /// (token requests received, tokens issued) so far.
+    pub async fn counts(&self) -> (u64, u64) {
+        let mut stream = TcpStream::connect(self.counter).await.unwrap();
+        stream.write_all(b"GET / HTTP/1.0\r\nHost: counter\r\n\r\n").await.unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.unwrap();
+        let at = find(&response, b"\r\n\r\n").unwrap() + 4;
+        let counts: serde_json::Value = serde_json::from_slice(&response[at..]).unwrap();
+        (counts["requests"].as_u64().unwrap(), counts["issued"].as_u64().unwrap())
+    }
 }

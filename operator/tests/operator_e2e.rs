@@ -384,7 +384,6 @@ async fn reconciling_an_unchanged_object_changes_nothing_and_deletion_cascades()
     // Settled: two snapshots three seconds apart agree.
     let settled = eventually("a stable set of children", WAIT, || {
         let first = versions();
-        let versions = versions.clone();
         async move {
             let first = first.await?;
             tokio::time::sleep(Duration::from_secs(3)).await;

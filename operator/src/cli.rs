@@ -31,6 +31,8 @@ pub enum Command {
     Render(RenderArgs),
     /// Check resources for governance problems before they are merged.
     Lint(LintArgs),
+    /// The auditor's view: inventory, findings and data-flow diagram, from files or a cluster.
+    Report(ReportArgs),
 }
 
 /// Arguments of `switchboard crds`.
@@ -77,6 +79,7 @@ pub enum Format {
 }
 
 pub use crate::governance::lint::LintArgs;
+pub use crate::governance::report::ReportArgs;
 
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
@@ -84,6 +87,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Crds(args) => crds(args),
         Command::Render(args) => render_command(args),
         Command::Lint(args) => crate::governance::lint::run(args),
+        Command::Report(args) => crate::governance::report::run(args),
     }
 }
 

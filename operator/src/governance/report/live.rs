@@ -41,6 +41,9 @@ pub struct Connection {
 
 /// Connect to the cluster a target names (no request is made yet).
 pub async fn connect(target: &ClusterTarget) -> Result<Connection, ReportError> {
+    // kube's TLS uses rustls, which needs one process-wide crypto provider; ring is the one the
+    // workspace builds (DEPENDENCIES.md). An Err means one is installed already, which is fine.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let options = KubeConfigOptions { context: target.context.clone(), cluster: None, user: None };
     let no_cluster = |e: &dyn std::fmt::Display| ReportError::NoCluster(e.to_string());
     let (config, context) = match &target.kubeconfig {

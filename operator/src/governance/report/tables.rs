@@ -100,6 +100,7 @@ fn inventory(integrations: &[IntegrationEntry]) -> Table {
         columns: columns(&[
             ("Namespace", false),
             ("Integration", true),
+            ("Description", false),
             ("Owner", true),
             ("Contact", true),
             ("On-call", false),
@@ -108,6 +109,7 @@ fn inventory(integrations: &[IntegrationEntry]) -> Table {
             ("Classification", true),
             ("Direction", false),
             ("Fields", false),
+            ("Purpose", false),
             ("Source", false),
             ("Targets", false),
             ("Credentials (type, age in days)", true),
@@ -161,6 +163,7 @@ fn inventory(integrations: &[IntegrationEntry]) -> Table {
                 vec![
                     i.namespace.clone(),
                     i.name.clone(),
+                    optional(i.description.as_deref()),
                     i.owner.team.clone(),
                     i.owner.contact.clone(),
                     optional(i.owner.on_call.as_deref()),
@@ -169,6 +172,7 @@ fn inventory(integrations: &[IntegrationEntry]) -> Table {
                     flow.classification.as_str().to_string(),
                     flow.direction.as_str().to_string(),
                     flow.fields.join(", "),
+                    optional(flow.purpose.as_deref()),
                     source,
                     targets.join("; "),
                     credentials.join("; "),

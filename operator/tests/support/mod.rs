@@ -82,3 +82,17 @@ pub fn run_chromium(profile: &Path, args: &[&str]) -> Output {
         .output()
         .expect("chromium runs")
 }
+
+/// Path of Graphviz's `dot` (Debian's package `graphviz`, installed by `scripts/test-peers`).
+/// Fails the test with instructions when it is missing, rather than skipping.
+pub fn graphviz_dot() -> PathBuf {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths).map(|dir| dir.join("dot")).find(|c| c.is_file())
+    });
+    found.unwrap_or_else(|| {
+        panic!(
+            "test peer dot is missing: run ./scripts/test-peers (the README's test command does), \
+             or install Debian's package `graphviz`"
+        )
+    })
+}

@@ -33,6 +33,49 @@ pub enum Command {
     Lint(LintArgs),
     /// The auditor's view: inventory, findings and data-flow diagram, from files or a cluster.
     Report(ReportArgs),
+    /// Run the operator: reconcile Integrations, Credentials, OutboundMessages and Schedules.
+    Operator(OperatorArgs),
+}
+
+/// Arguments of `switchboard operator`.
+#[derive(clap::Args, Debug)]
+pub struct OperatorArgs {
+    /// Where `/livez`, `/readyz` and `/metrics` listen.
+    #[arg(long, env = "SWITCHBOARD_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: std::net::SocketAddr,
+    /// Elect one acting replica on a Lease; followers wait.
+    #[arg(long, env = "SWITCHBOARD_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+    /// Namespace of the leader-election Lease (the operator's own).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "switchboard-system")]
+    pub lease_namespace: String,
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "switchboard-operator")]
+    pub lease_name: String,
+    /// This replica's identity on the Lease and on Events (default: the pod or host name).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Image of the worker pods the operator creates.
+    #[arg(long, env = "SWITCHBOARD_WORKER_IMAGE", default_value = render::DEFAULT_IMAGE)]
+    pub worker_image: String,
+    /// Reconciles in flight per kind.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: u16,
+    /// Log format.
+    #[arg(long, value_enum, env = "SWITCHBOARD_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Log level (`RUST_LOG` overrides it).
+    #[arg(long, env = "SWITCHBOARD_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+}
+
+/// Log formats.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// Arguments of `switchboard crds`.
@@ -88,6 +131,54 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Render(args) => render_command(args),
         Command::Lint(args) => crate::governance::lint::run(args),
         Command::Report(args) => crate::governance::report::run(args),
+        Command::Operator(args) => operator(args),
+    }
+}
+
+/// Install logging: `level` unless `RUST_LOG` says otherwise, on standard error.
+pub fn init_logging(level: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+fn operator(args: OperatorArgs) -> ExitCode {
+    init_logging(&args.log_level, args.log_format);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let identity = args.identity.clone().unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "switchboard-operator".into())
+    });
+    let settings = crate::controller::run::OperatorSettings {
+        metrics_addr: args.metrics_addr,
+        leader_election: args.leader_elect,
+        lease_namespace: args.lease_namespace,
+        lease_name: args.lease_name,
+        identity,
+        timing: crate::controller::leader::LeaseTiming::default(),
+        worker_image: args.worker_image,
+        concurrency: args.concurrency,
+    };
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
+    let result = runtime.block_on(async {
+        let client = kube::Client::try_default()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot reach the Kubernetes API: {e}"))?;
+        crate::controller::run::run(client, settings).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

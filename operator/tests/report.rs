@@ -6,20 +6,12 @@ mod support;
 
 use std::path::Path;
 
-use support::{switchboard, text, workspace};
+use support::{EXAMPLE_INTEGRATIONS, switchboard, text, workspace};
 
 const NOW: &str = "2026-11-28T09:00:00Z";
 const RUNTIME: &str = "operator/tests/fixtures/report/runtime-status.yaml";
 const HOSTILE: &str = "operator/tests/fixtures/report/hostile.yaml";
 const FORMATS: &[&str] = &["markdown", "json", "csv", "mermaid", "dot", "html"];
-const EXAMPLE_INTEGRATIONS: &[&str] = &[
-    "change-approval",
-    "crm-account-sync",
-    "hr-employee-import",
-    "monitoring-incident",
-    "order-invoicing",
-    "vendor-email-intake",
-];
 
 /// Run `switchboard report` and return its standard output, failing on a non-zero exit.
 fn report(args: &[&str]) -> String {

@@ -5,17 +5,7 @@
 
 mod support;
 
-use support::{run_chromium, switchboard, text};
-
-/// Integrations of `examples/`, in the report's (name) order.
-const INTEGRATIONS: &[&str] = &[
-    "change-approval",
-    "crm-account-sync",
-    "hr-employee-import",
-    "monitoring-incident",
-    "order-invoicing",
-    "vendor-email-intake",
-];
+use support::{EXAMPLE_INTEGRATIONS as INTEGRATIONS, run_chromium, switchboard, text};
 
 /// Fill of the diagram's system boxes (`svg::SYSTEM_FILL`, #dbeafe).
 const SYSTEM_FILL: [u8; 3] = [0xdb, 0xea, 0xfe];

@@ -10,6 +10,16 @@ pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("operator/ has a parent").to_path_buf()
 }
 
+/// The Integrations of `examples/`, in name order (the order reports list them in).
+pub const EXAMPLE_INTEGRATIONS: &[&str] = &[
+    "change-approval",
+    "crm-account-sync",
+    "hr-employee-import",
+    "monitoring-incident",
+    "order-invoicing",
+    "vendor-email-intake",
+];
+
 /// Run the `switchboard` binary built for these tests.
 pub fn switchboard(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_switchboard"))

@@ -346,3 +346,72 @@ fn check_credential(credential: &Credential, now: DateTime<Utc>, found: &mut Fou
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::governance::report::model::ReportSource;
+
+    const CREDENTIAL: &str = "
+apiVersion: switchboard.dev/v1alpha1
+kind: Credential
+metadata: {name: c, namespace: ns}
+spec:
+  type: mtls
+  secretRef: {name: s}
+  rotation: {maxAge: 30d}
+  owner: {team: a, contact: a@example.com}
+status:
+  certificateNotAfter: '2026-01-10T00:00:00Z'
+  lastRotated: '2026-01-01T00:00:00Z'
+";
+
+    fn rules(yaml: &str, now: &str, mode: Mode) -> Vec<(String, Option<String>)> {
+        let mut set = ObjectSet::default();
+        let mut errors = Vec::new();
+        set.add_text(std::path::Path::new("test.yaml"), yaml, "default", &mut errors);
+        let options = BuildOptions {
+            now: DateTime::parse_from_rfc3339(now).unwrap().to_utc(),
+            unhealthy_days: 3,
+            diagram_credentials: false,
+            source: ReportSource { mode, paths: Vec::new(), context: None, namespace: None },
+        };
+        findings(&set, &errors, &options).into_iter().map(|f| (f.rule, f.file)).collect()
+    }
+
+    #[test]
+    fn certificates_are_expiring_within_21_days_and_expired_after() {
+        let at = |now| rules(CREDENTIAL, now, Mode::Live);
+        assert_eq!(at("2025-12-19T00:00:00Z"), vec![]);
+        assert_eq!(at("2026-01-01T00:00:00Z"), vec![("certificate-expiring".into(), None)]);
+        assert_eq!(at("2026-01-10T00:00:00Z"), vec![("certificate-expired".into(), None)]);
+    }
+
+    #[test]
+    fn rotation_is_overdue_only_past_max_age_and_reported_once() {
+        let live = rules(CREDENTIAL, "2026-01-30T00:00:00Z", Mode::Live);
+        assert!(!live.iter().any(|(rule, _)| rule == "rotation-overdue"), "{live:?}");
+        let live = rules(CREDENTIAL, "2026-02-01T00:00:00Z", Mode::Live);
+        assert_eq!(live.iter().filter(|(rule, _)| rule == "rotation-overdue").count(), 1);
+        // With the Secret in the files, lint finds it first and the status adds no second one.
+        let with_secret = format!(
+            "{CREDENTIAL}---\napiVersion: v1\nkind: Secret\nmetadata: {{name: s, namespace: ns, annotations: {{switchboard.dev/rotated-at: '2025-12-01T00:00:00Z'}}}}\n"
+        );
+        let offline = rules(&with_secret, "2026-02-01T00:00:00Z", Mode::Offline);
+        let overdue: Vec<_> =
+            offline.iter().filter(|(rule, _)| rule == "rotation-overdue").collect();
+        assert_eq!(overdue.len(), 1, "{offline:?}");
+        assert!(
+            overdue[0].1.as_deref().is_some_and(|f| f.starts_with("test.yaml:")),
+            "{offline:?}"
+        );
+    }
+
+    #[test]
+    fn live_reports_drop_the_file_only_missing_secret_rule() {
+        let offline = rules(CREDENTIAL, "2025-12-01T00:00:00Z", Mode::Offline);
+        assert!(offline.iter().any(|(rule, file)| rule == "missing-secret" && file.is_some()));
+        let live = rules(CREDENTIAL, "2025-12-01T00:00:00Z", Mode::Live);
+        assert_eq!(live, vec![]);
+    }
+}

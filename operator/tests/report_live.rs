@@ -190,7 +190,21 @@ async fn a_live_report_adds_runtime_findings_from_statuses() {
     let all = run_report(kubeconfig.clone(), &["-A"]).await;
     assert_eq!(all["summary"]["integrations"], 6);
     assert!(all["source"].get("namespace").is_none());
-    let default = run_report(kubeconfig, &[]).await;
+    let default = run_report(kubeconfig.clone(), &[]).await;
     assert_eq!(default["summary"]["integrations"], 0);
     assert_eq!(default["source"]["namespace"], "default");
+
+    // --kubeconfig and --context name the cluster explicitly (KUBECONFIG points nowhere).
+    let context = kube::config::Kubeconfig::read_from(&kubeconfig)
+        .unwrap()
+        .current_context
+        .expect("devcluster's kubeconfig has a current context");
+    let path = kubeconfig.to_str().unwrap().to_string();
+    let explicit = run_report(
+        std::path::PathBuf::from("/nonexistent/kubeconfig"),
+        &["--kubeconfig", &path, "--context", &context, "-n", NAMESPACE],
+    )
+    .await;
+    assert_eq!(explicit["source"]["context"], context.as_str());
+    assert_eq!(explicit["summary"]["integrations"], 6);
 }

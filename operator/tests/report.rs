@@ -45,6 +45,10 @@ fn every_format_over_the_examples_names_every_integration() {
         for name in EXAMPLE_INTEGRATIONS {
             assert!(out.contains(name), "{format} lacks {name}:\n{out}");
         }
+        // Every Secret value in the examples starts with FAKE- or is PEM.
+        for secret in ["FAKE-", "PRIVATE KEY", "BEGIN CERTIFICATE"] {
+            assert!(!out.contains(secret), "{format} prints a Secret value ({secret})");
+        }
     }
     let markdown = report(&["-f", "examples/"]);
     assert!(markdown.starts_with("# Switchboard report\n"), "{markdown}");

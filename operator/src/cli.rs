@@ -33,6 +33,8 @@ pub enum Command {
     Render(RenderArgs),
     /// Check resources for governance problems before they are merged.
     Lint(LintArgs),
+    /// The auditor's view: inventory, findings and data-flow diagram, from files or a cluster.
+    Report(ReportArgs),
     /// Run the operator: reconcile Integrations, Credentials, OutboundMessages and Schedules.
     Operator(OperatorArgs),
     /// Run a worker (inside worker pods), or one run of a Schedule with `run-once`.
@@ -117,6 +119,7 @@ pub enum Format {
 }
 
 pub use crate::governance::lint::LintArgs;
+pub use crate::governance::report::ReportArgs;
 
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
@@ -124,6 +127,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Crds(args) => crds(args),
         Command::Render(args) => render_command(args),
         Command::Lint(args) => crate::governance::lint::run(args),
+        Command::Report(args) => crate::governance::report::run(args),
         Command::Operator(args) => operator(args),
         Command::Worker(args) => {
             tokio_runtime().block_on(switchboard_worker::cli::run_worker(args))

@@ -127,7 +127,10 @@ pub enum DlqCommand {
 /// Install logging: `level` unless `RUST_LOG` says otherwise.
 pub fn init_logging(level: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level))
+        // async-imap traces every command and response it encodes: LOGIN carries the
+        // mailbox password and FETCH the mail itself. Never log them, whatever RUST_LOG says.
+        .add_directive("async_imap=off".parse().expect("a valid directive"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
@@ -152,7 +155,8 @@ pub async fn run_worker(args: WorkerArgs) -> ExitCode {
     init_logging(&log_level_of(&args.config), args.log_format);
     match args.command {
         Some(WorkerCommand::RunOnce) => {
-            let result = crate::runtime::run_once::run_once(&args.config).await;
+            let result =
+                crate::runtime::run_once::run_once_with(&args.config, args.data_dir.clone()).await;
             let (code, message) = match &result {
                 Ok(summary) => (ExitCode::SUCCESS, summary.clone()),
                 Err(e) => (ExitCode::FAILURE, format!("{}: {e}", e.category())),

@@ -323,6 +323,10 @@ pub struct ImapConfig {
     pub move_to: Option<String>,
     /// Messages per run.
     pub max_messages: u32,
+    /// File with a PEM CA bundle that verifies the server, instead of the system roots (a
+    /// mail server with a private CA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
 }
 
 /// An inbound email action.
@@ -444,6 +448,10 @@ pub struct SmtpConfig {
     /// Allow plaintext.
     #[serde(default)]
     pub insecure_allow_plaintext: bool,
+    /// File with a PEM CA bundle that verifies the server, instead of the system roots (a
+    /// relay with a private CA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
 }
 
 /// One call of an OutboundMessage method, fully resolved.
@@ -814,6 +822,7 @@ mod tests {
                     server: "smtps://smtp.example:465".into(),
                     credential: None,
                     insecure_allow_plaintext: false,
+                    ca_file: None,
                 },
                 from: "a@example.com".into(),
                 to: vec!["b@example.com".into()],

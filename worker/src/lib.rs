@@ -21,7 +21,9 @@
 //! - [`outbound`] builds and sends the requests: templates, REST and SOAP, safe XML, the
 //!   HTTP clients with TLS and the SSRF guard;
 //! - [`credentials`] loads mounted Secret files and authenticates requests (basic, bearer,
-//!   API key, OAuth2 client credentials, mTLS, HMAC signatures).
+//!   API key, OAuth2 client credentials, mTLS, HMAC signatures);
+//! - [`email`] reads IMAP mailboxes (inbound email actions) and sends email targets over SMTP;
+//! - [`health`] runs the synthetic health checks of external endpoints behind `/status`.
 
 #![forbid(unsafe_code)]
 
@@ -29,6 +31,8 @@ pub mod cli;
 pub mod config;
 pub mod credentials;
 pub mod delivery;
+pub mod email;
+
 pub mod inbound;
 pub mod outbound;
 pub mod queue;

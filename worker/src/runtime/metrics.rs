@@ -22,6 +22,9 @@
 //! | `switchboard_worker_request_duration_seconds` | route | inbound request handling |
 //! | `switchboard_worker_delivery_duration_seconds` | target | one delivery, retries included |
 //! | `switchboard_worker_event_latency_seconds` | | acceptance to last target delivered |
+//! | `switchboard_worker_emails_total` | result | inbound emails: `handled`, `unmatched`, `failed` |
+//! | `switchboard_worker_health_check` | check | 1 when a synthetic health check passes, else 0 |
+//! | `switchboard_worker_certificate_expiry_timestamp_seconds` | check | `notAfter` of a checked certificate |
 
 use std::borrow::Cow;
 
@@ -64,6 +67,20 @@ pub struct FailureLabels {
     pub target: String,
     /// Short category.
     pub reason: String,
+}
+
+/// `result` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    /// Outcome.
+    pub result: String,
+}
+
+/// `check` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CheckLabels {
+    /// Health check name (`target:incident`, `certificate:host:443`, ...).
+    pub check: String,
 }
 
 /// `reason` label.
@@ -113,6 +130,12 @@ pub struct Metrics {
     pub delivery_duration: Family<TargetLabels, Histogram, fn() -> Histogram>,
     /// Acceptance to delivery.
     pub event_latency: Histogram,
+    /// Inbound emails by result.
+    pub emails: Family<ResultLabels, Counter>,
+    /// Health checks: 1 passing, 0 failing.
+    pub health_check: Family<CheckLabels, Gauge>,
+    /// `notAfter` of checked certificates, in Unix seconds.
+    pub certificate_expiry: Family<CheckLabels, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -156,6 +179,9 @@ impl Metrics {
             request_duration: Family::new_with_constructor(latency_histogram),
             delivery_duration: Family::new_with_constructor(latency_histogram),
             event_latency: latency_histogram(),
+            emails: Family::default(),
+            health_check: Family::default(),
+            certificate_expiry: Family::default(),
             registry: Registry::default(),
         };
         registry.register("received", "Inbound requests received", m.received.clone());
@@ -209,6 +235,21 @@ impl Metrics {
             "event_latency_seconds",
             "Time from acceptance to delivery to every target",
             m.event_latency.clone(),
+        );
+        registry.register(
+            "emails",
+            "Inbound emails by result: handled, unmatched (left unread), failed (left for the next run)",
+            m.emails.clone(),
+        );
+        registry.register(
+            "health_check",
+            "Synthetic health checks of external endpoints: 1 passing, 0 failing",
+            m.health_check.clone(),
+        );
+        registry.register(
+            "certificate_expiry_timestamp_seconds",
+            "notAfter of checked server and client certificates, in Unix seconds",
+            m.certificate_expiry.clone(),
         );
         Metrics { registry: root, ..m }
     }

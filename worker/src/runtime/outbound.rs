@@ -1,5 +1,6 @@
 //! The bridge from the runtime's [`Deliverer`] to the outbound module's
-//! [`Outbound::deliver`], and from the inbound side's [`SecretLookup`] to the shared
+//! [`Outbound::deliver`] (outboundMessage targets) and to [`EmailTarget::deliver`] (email
+//! targets, SMTP), and from the inbound side's [`SecretLookup`] to the shared
 //! [`CredentialStore`] (files re-read when they change, so rotation needs no restart).
 
 use std::collections::BTreeMap;
@@ -12,6 +13,7 @@ use super::delivery::{Deliverer, DeliveryFuture, TargetOutcome};
 use crate::config::{SecretRole, TargetConfig, TargetKind, WorkerConfig};
 use crate::credentials::CredentialStore;
 use crate::delivery::{AttemptResult, DeliveryOutcome, Outbound};
+use crate::email::smtp::EmailTarget;
 use crate::inbound::auth::SecretLookup;
 use crate::queue::Attempt;
 use crate::status::CircuitInfo;
@@ -23,10 +25,12 @@ impl SecretLookup for CredentialStore {
     }
 }
 
-/// Delivers to OutboundMessage targets through [`Outbound`].
+/// Delivers to OutboundMessage targets through [`Outbound`] and to email targets through
+/// [`EmailTarget`].
 pub struct OutboundDeliverer {
     outbound: Outbound,
     targets: Vec<TargetConfig>,
+    email: BTreeMap<String, EmailTarget>,
 }
 
 impl OutboundDeliverer {
@@ -36,22 +40,35 @@ impl OutboundDeliverer {
     }
 }
 
-/// The deliverer for a config. Targets other than OutboundMessage (database, email) are
-/// refused with a clear reason: this worker build does not deliver to them.
+/// The deliverer for a config. Database targets are refused with a clear reason: this
+/// worker build does not deliver to them.
 pub fn outbound_deliverer(config: &WorkerConfig) -> Result<Arc<OutboundDeliverer>, String> {
     for target in &config.targets {
-        let kind = match &target.kind {
-            TargetKind::OutboundMessage(_) => continue,
-            TargetKind::Database(_) => "database",
-            TargetKind::Email(_) => "email",
-        };
-        return Err(format!(
-            "target {:?} is a {kind} target; this worker delivers to outboundMessage targets only (database and email targets come in a later release)",
-            target.name
-        ));
+        if let TargetKind::Database(_) = &target.kind {
+            return Err(format!(
+                "target {:?} is a database target; this worker delivers to outboundMessage and email targets only (database targets come in a later release)",
+                target.name
+            ));
+        }
     }
     let outbound = Outbound::new(config).map_err(|e| e.to_string())?;
-    Ok(Arc::new(OutboundDeliverer { outbound, targets: config.targets.clone() }))
+    let mut email = BTreeMap::new();
+    for target in &config.targets {
+        if let TargetKind::Email(settings) = &target.kind {
+            let egress = crate::outbound::egress::EgressPolicy::new(&config.egress)
+                .map_err(|e| e.to_string())?;
+            let sender = EmailTarget::new(
+                &target.name,
+                settings,
+                outbound.clone(),
+                Arc::new(egress),
+                config.delivery.retry.clone(),
+            )
+            .map_err(|e| format!("target {:?}: {e}", target.name))?;
+            email.insert(target.name.clone(), sender);
+        }
+    }
+    Ok(Arc::new(OutboundDeliverer { outbound, targets: config.targets.clone(), email }))
 }
 
 /// [`outbound_deliverer`] as a trait object.
@@ -131,17 +148,29 @@ impl Deliverer for OutboundDeliverer {
         delivery_id: &'a str,
     ) -> DeliveryFuture<'a> {
         Box::pin(async move {
+            let text: BTreeMap<String, String> =
+                vars.iter().map(|(k, v)| (k.clone(), variable_text(v))).collect();
+            if let (TargetKind::Email(_), Some(sender)) =
+                (&target.kind, self.email.get(&target.name))
+            {
+                let outcome = sender.deliver(&text, delivery_id).await;
+                return TargetOutcome {
+                    delivered: outcome.delivered,
+                    retries: (outcome.attempts.len() as u64).saturating_sub(1),
+                    attempts: outcome.attempts,
+                    reason: outcome.reason,
+                    message: outcome.message,
+                };
+            }
             let TargetKind::OutboundMessage(call) = &target.kind else {
                 return TargetOutcome {
                     delivered: false,
                     attempts: vec![],
                     retries: 0,
                     reason: "unsupported_target".into(),
-                    message: format!("target {:?} is not an outboundMessage target", target.name),
+                    message: format!("target {:?} has no deliverer in this worker", target.name),
                 };
             };
-            let text: BTreeMap<String, String> =
-                vars.iter().map(|(k, v)| (k.clone(), variable_text(v))).collect();
             let started = Instant::now();
             let outcome = self.outbound.deliver(call, &text, delivery_id).await;
             let attempts =
@@ -185,6 +214,10 @@ impl Deliverer for OutboundDeliverer {
 
     fn secrets(&self) -> Option<Arc<dyn SecretLookup>> {
         Some(Arc::new(OutboundSecrets(self.outbound.clone())))
+    }
+
+    fn outbound(&self) -> Option<Outbound> {
+        Some(self.outbound.clone())
     }
 }
 

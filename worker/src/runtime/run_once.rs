@@ -4,16 +4,19 @@
 //!  config.run (an OutboundMessage method) ──▶ Outbound::deliver (retries, breaker) ──▶ exit 0 / 1
 //!  config.source = rest ──▶ pages (none | page | offset | cursor) ──▶ records ──▶ transform
 //!                           ──▶ targets; exit 1 when a page or a record failed
-//!  config.source = database | file | imap ──▶ refused with the reason (a later release)
+//!  config.source = imap ──▶ email::source::pull: actions ──▶ targets; handled mail updated,
+//!                           failed mail dead-lettered (data dir) and left for the next run;
+//!                           exit 1 when mail failed and none was handled, or IMAP failed
+//!  config.source = database | file ──▶ refused with the reason (a later release)
 //! ```
 //!
 //! The exit status is what a Kubernetes Job understands (0 success, 1 failure); the caller
-//! writes the summary or the error to the termination log. Database, file and IMAP pulls
-//! are not performed by this build, and `link` pagination (which needs response headers)
-//! neither: the run says so and fails, rather than pretending to have pulled.
+//! writes the summary or the error to the termination log. Database and file pulls are not
+//! performed by this build, and `link` pagination (which needs response headers) neither:
+//! the run says so and fails, rather than pretending to have pulled.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use std::sync::Arc;
 
@@ -21,7 +24,9 @@ use chrono::Utc;
 
 use super::delivery::{Pipeline, PipelineResult};
 use super::metrics::Metrics;
-use crate::config::{OutboundCall, RestPullConfig, SourceConfig, VariableConfig, WorkerConfig};
+use crate::config::{
+    ImapConfig, OutboundCall, RestPullConfig, SourceConfig, VariableConfig, WorkerConfig,
+};
 use crate::delivery::{DeliveryOutcome, Outbound};
 use crate::queue::{QueuedEvent, StoredRequest};
 use crate::transform::Transform;
@@ -65,7 +70,16 @@ impl RunOnceError {
 
 /// Run the config's call once; the summary on success.
 pub async fn run_once(config_path: &Path) -> Result<String, RunOnceError> {
+    run_once_with(config_path, None).await
+}
+
+/// [`run_once`] with the data directory (dead letters) overridden.
+pub async fn run_once_with(
+    config_path: &Path,
+    data_dir: Option<PathBuf>,
+) -> Result<String, RunOnceError> {
     let config = super::load_config(config_path)?;
+    let data_dir = data_dir.unwrap_or_else(|| PathBuf::from(&config.server.data_dir));
     if let Some(call) = &config.run {
         let outbound = Outbound::new(&config).map_err(|e| RunOnceError::Setup(e.to_string()))?;
         let id = uuid::Uuid::new_v4().to_string();
@@ -89,12 +103,13 @@ pub async fn run_once(config_path: &Path) -> Result<String, RunOnceError> {
     }
     match &config.source {
         Some(SourceConfig::Rest(rest)) => pull_rest(&config, rest).await,
-        Some(
-            source @ (SourceConfig::Database(_) | SourceConfig::File(_) | SourceConfig::Imap(_)),
-        ) => Err(RunOnceError::Unsupported(format!(
-            "{} pulls are not implemented in this worker build; they come in a later release",
-            source.kind()
-        ))),
+        Some(SourceConfig::Imap(imap)) => pull_imap(&config, imap, data_dir).await,
+        Some(source @ (SourceConfig::Database(_) | SourceConfig::File(_))) => {
+            Err(RunOnceError::Unsupported(format!(
+                "{} pulls are not implemented in this worker build; they come in a later release",
+                source.kind()
+            )))
+        }
         Some(source) => Err(RunOnceError::Unsupported(format!(
             "a {} source receives requests; run `switchboard worker` instead of run-once",
             source.kind()
@@ -256,4 +271,55 @@ async fn pull_rest(config: &WorkerConfig, rest: &RestPullConfig) -> Result<Strin
             message: crate::queue::sanitize_message(&format!("{summary}; first: {first}")),
         }),
     }
+}
+
+/// One pull of an IMAP source through the targets' deliverers.
+async fn pull_imap(
+    config: &WorkerConfig,
+    imap: &ImapConfig,
+    data_dir: PathBuf,
+) -> Result<String, RunOnceError> {
+    let deliverer = super::outbound::outbound_deliverer(config).map_err(RunOnceError::Setup)?;
+    let transform = Transform::compile(
+        &config.transform,
+        config.targets.iter().map(|t| (t.name.as_str(), t.when.as_deref())),
+    )
+    .map_err(|e| RunOnceError::Setup(e.to_string()))?;
+    let metrics = Arc::new(Metrics::for_config(config));
+    let outbound = deliverer.outbound().clone();
+    let pipeline = Pipeline::new(transform, config.targets.clone(), deliverer, metrics.clone());
+    let pulled = crate::email::source::pull(
+        config,
+        imap,
+        &pipeline,
+        outbound.credentials(),
+        &metrics,
+        data_dir,
+    )
+    .await;
+    let (report, error) = match pulled {
+        Ok(report) => (report, None),
+        Err((error, report)) => (report, Some(error)),
+    };
+    tracing::info!(
+        report = %serde_json::to_string(&report).unwrap_or_default(),
+        "imap pull finished"
+    );
+    let summary = report.summary();
+    if let Some(error) = error {
+        return Err(RunOnceError::Failed {
+            reason: error.category().into(),
+            message: crate::queue::sanitize_message(&format!("{error}; {summary}")),
+        });
+    }
+    if report.failed > 0 && report.handled == 0 {
+        return Err(RunOnceError::Failed {
+            reason: "emails_failed".into(),
+            message: crate::queue::sanitize_message(&format!(
+                "{summary}; first: {}",
+                report.first_failure.as_deref().unwrap_or_default()
+            )),
+        });
+    }
+    Ok(summary)
 }

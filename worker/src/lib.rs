@@ -32,7 +32,7 @@ pub mod config;
 pub mod credentials;
 pub mod delivery;
 pub mod email;
-
+pub mod health;
 pub mod inbound;
 pub mod outbound;
 pub mod queue;

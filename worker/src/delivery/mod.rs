@@ -560,7 +560,7 @@ impl Outbound {
             self.inner.metrics.retries.get_or_create(&method_labels).inc();
         }
         let started = Instant::now();
-        let (outcome, sent) = self.run_attempt(call, prepared, key).await;
+        let (outcome, sent) = self.run_attempt(call, prepared, key, true).await;
         if sent {
             self.inner
                 .metrics
@@ -593,12 +593,52 @@ impl Outbound {
         outcome
     }
 
-    /// One attempt; the flag says whether a request went out.
+    /// One request outside the delivery path, for synthetic health checks: the call's
+    /// credentials, TLS and SSRF guard apply, but its circuit breaker is neither consulted nor
+    /// told, no metric is counted and nothing is retried, so a check can never change how
+    /// deliveries behave. The timeout is the call's `endpoint.timeoutMs`.
+    pub async fn probe(
+        &self,
+        call: &OutboundCall,
+        vars: &BTreeMap<String, String>,
+        probe_id: &str,
+    ) -> AttemptOutcome {
+        match prepare(call, vars) {
+            Ok(prepared) => {
+                self.run_attempt(call, &prepared, &idempotency_key(probe_id), false).await.0
+            }
+            Err(error) => AttemptOutcome::Permanent(request_failure(&error)),
+        }
+    }
+
+    /// Whether OAuth2 credential `name` can get a token now: through its cache, as a
+    /// delivery would (a cached, unexpired token is used; otherwise one is requested).
+    pub async fn check_token(&self, name: &str, timeout: Duration) -> Result<(), AttemptFailure> {
+        let credential = self
+            .inner
+            .credentials
+            .get(name)
+            .map_err(|e| AttemptFailure::new(FailureKind::Config, e.to_string()))?;
+        let client = self
+            .inner
+            .http
+            .client(&TlsProfile::default(), &self.inner.credentials)
+            .map_err(|e| AttemptFailure::new(FailureKind::Config, e.to_string()))?;
+        match self.authorize(credential, &client, timeout).await {
+            Ok(_) => Ok(()),
+            Err((AttemptOutcome::Retryable(f) | AttemptOutcome::Permanent(f), _)) => Err(f),
+            Err(_) => Err(AttemptFailure::new(FailureKind::TokenRequest, "no token")),
+        }
+    }
+
+    /// One attempt; the flag says whether a request went out. `breaker: false` leaves the
+    /// endpoint's circuit breaker alone (health checks).
     async fn run_attempt(
         &self,
         call: &OutboundCall,
         prepared: &PreparedRequest,
         key: &str,
+        breaker: bool,
     ) -> (AttemptOutcome, bool) {
         let endpoint = &call.endpoint;
         let timeout = Duration::from_millis(endpoint.timeout_ms.max(1));
@@ -660,11 +700,14 @@ impl Outbound {
             None => None,
         };
 
-        let permit =
+        let permit = if breaker {
             match self.inner.breakers.acquire(&breaker_key(call), &endpoint.circuit_breaker) {
-                Ok(permit) => permit,
+                Ok(permit) => Some(permit),
                 Err(retry_in) => return (AttemptOutcome::CircuitOpen { retry_in }, false),
-            };
+            }
+        } else {
+            None
+        };
 
         let mut reauthorized = false;
         loop {
@@ -710,12 +753,16 @@ impl Outbound {
                         continue;
                     }
                     Err((outcome, _)) => {
-                        permit.record(Verdict::Success);
+                        if let Some(permit) = permit {
+                            permit.record(Verdict::Success);
+                        }
                         return (outcome, true);
                     }
                 }
             }
-            permit.record(verdict(&outcome));
+            if let Some(permit) = permit {
+                permit.record(verdict(&outcome));
+            }
             return (outcome, true);
         }
     }

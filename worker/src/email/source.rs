@@ -258,7 +258,8 @@ enum AfterProcessing {
     Delete,
 }
 
-/// One pull of `imap`: the report, or the error that stopped it with the counts so far.
+/// One pull of `imap`: the counts, and the error that stopped it, if one did (the counts
+/// then say how far it got).
 pub async fn pull(
     config: &WorkerConfig,
     imap: &ImapConfig,
@@ -266,72 +267,58 @@ pub async fn pull(
     credentials: &crate::credentials::CredentialStore,
     metrics: &Metrics,
     data_dir: PathBuf,
-) -> Result<EmailRunReport, (SourceError, EmailRunReport)> {
+) -> (EmailRunReport, Result<(), SourceError>) {
     let mut report = EmailRunReport { mailbox: imap.mailbox.clone(), ..Default::default() };
-    let fail = |e: SourceError, report: &EmailRunReport| Err((e, report.clone()));
+    let result =
+        pull_into(config, imap, pipeline, credentials, metrics, data_dir, &mut report).await;
+    (report, result)
+}
+
+async fn pull_into(
+    config: &WorkerConfig,
+    imap: &ImapConfig,
+    pipeline: &Pipeline,
+    credentials: &crate::credentials::CredentialStore,
+    metrics: &Metrics,
+    data_dir: PathBuf,
+    report: &mut EmailRunReport,
+) -> Result<(), SourceError> {
     let target_names: Vec<String> = config.targets.iter().map(|t| t.name.clone()).collect();
-    let actions = match EmailActions::compile(&imap.actions, &target_names) {
-        Ok(actions) => actions,
-        Err(e) => return fail(e, &report),
-    };
+    let actions = EmailActions::compile(&imap.actions, &target_names)?;
     let after = match (imap.after_processing.as_str(), &imap.move_to) {
         ("markSeen", _) => AfterProcessing::MarkSeen,
         ("delete", _) => AfterProcessing::Delete,
         ("move", Some(folder)) if !folder.is_empty() => AfterProcessing::Move(folder.clone()),
-        ("move", _) => {
-            return fail(SourceError::Config("afterProcessing move needs moveTo".into()), &report);
-        }
+        ("move", _) => return Err(SourceError::Config("afterProcessing move needs moveTo".into())),
         (other, _) => {
-            return fail(
-                SourceError::Config(format!(
-                    "afterProcessing {other:?} is not one of markSeen, move, delete"
-                )),
-                &report,
-            );
+            return Err(SourceError::Config(format!(
+                "afterProcessing {other:?} is not one of markSeen, move, delete"
+            )));
         }
     };
-    let server = match ImapServer::parse(&imap.server) {
-        Ok(server) => server,
-        Err(e) => return fail(e.into(), &report),
-    };
-    let egress = match EgressPolicy::new(&config.egress) {
-        Ok(egress) => egress,
-        Err(e) => return fail(SourceError::Config(e.to_string()), &report),
-    };
-    let (user, password): (SecretString, SecretString) =
-        match credentials.get(&imap.credential).and_then(|c| {
-            if c.type_name() != "basic" {
-                return Err(crate::credentials::CredentialError::WrongType {
-                    credential: imap.credential.clone(),
-                    found: c.type_name(),
-                    expected: "basic",
-                });
-            }
-            Ok((c.text(SecretRole::Username)?, c.text(SecretRole::Password)?))
-        }) {
-            Ok(pair) => pair,
-            Err(e) => return fail(e.into(), &report),
-        };
+    let server = ImapServer::parse(&imap.server)?;
+    let egress =
+        EgressPolicy::new(&config.egress).map_err(|e| SourceError::Config(e.to_string()))?;
+    let credential = credentials.get(&imap.credential)?;
+    if credential.type_name() != "basic" {
+        return Err(SourceError::Credential(crate::credentials::CredentialError::WrongType {
+            credential: imap.credential.clone(),
+            found: credential.type_name(),
+            expected: "basic",
+        }));
+    }
+    let user: SecretString = credential.text(SecretRole::Username)?;
+    let password: SecretString = credential.text(SecretRole::Password)?;
 
-    let opened = imap::open(&server, imap.ca_file.as_deref(), &egress, imap::CONNECT_TIMEOUT).await;
-    let client = match opened {
-        Ok((client, _)) => client,
-        Err(e) => return fail(e.into(), &report),
-    };
+    let (client, _) =
+        imap::open(&server, imap.ca_file.as_deref(), &egress, imap::CONNECT_TIMEOUT).await?;
     let mut session =
-        match MailboxSession::login(client, &server, &user, &password, &imap.mailbox).await {
-            Ok(session) => session,
-            Err(e) => return fail(e.into(), &report),
-        };
+        MailboxSession::login(client, &server, &user, &password, &imap.mailbox).await?;
     drop((user, password));
-    if let AfterProcessing::Move(folder) = &after {
-        match session.ensure_folder(folder).await {
-            Ok(true) => {
-                tracing::info!(folder = %folder, "created the folder processed mail moves to")
-            }
-            Ok(false) => {}
-            Err(e) => return fail(e.into(), &report),
-        }
+    if let AfterProcessing::Move(folder) = &after
+        && session.ensure_folder(folder).await?
+    {
+        tracing::info!(folder = %folder, "created the folder processed mail moves to");
     }
     let mut dead_letters = DeadLetters {
         dir: data_dir,
@@ -348,15 +335,12 @@ pub async fn pull(
         pipeline,
         metrics,
         &mut dead_letters,
-        &mut report,
+        report,
     )
     .await;
     session.logout().await;
     dead_letters.close().await;
-    match result {
-        Ok(()) => Ok(report),
-        Err(e) => Err((e, report)),
-    }
+    result
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -288,7 +288,7 @@ async fn pull_imap(
     let metrics = Arc::new(Metrics::for_config(config));
     let outbound = deliverer.outbound().clone();
     let pipeline = Pipeline::new(transform, config.targets.clone(), deliverer, metrics.clone());
-    let pulled = crate::email::source::pull(
+    let (report, result) = crate::email::source::pull(
         config,
         imap,
         &pipeline,
@@ -297,16 +297,12 @@ async fn pull_imap(
         data_dir,
     )
     .await;
-    let (report, error) = match pulled {
-        Ok(report) => (report, None),
-        Err((error, report)) => (report, Some(error)),
-    };
     tracing::info!(
         report = %serde_json::to_string(&report).unwrap_or_default(),
         "imap pull finished"
     );
     let summary = report.summary();
-    if let Some(error) = error {
+    if let Err(error) = result {
         return Err(RunOnceError::Failed {
             reason: error.category().into(),
             message: crate::queue::sanitize_message(&format!("{error}; {summary}")),

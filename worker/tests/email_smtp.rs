@@ -89,13 +89,13 @@ async fn implicit_tls_through_the_worker_deliverer_with_auth_and_a_stable_messag
     let peer = SmtpPeer::start("implicit", &pki, USER, CANARY, 0).await;
     let dir = tempfile::tempdir().unwrap();
     // Through the runtime's deliverer, as a worker builds it from its config.
-    let config = WorkerConfig::from_yaml(&format!(
+    let config = WorkerConfig::from_yaml(
         "apiVersion: worker.switchboard.dev/v1\nkind: WorkerConfig\n\
-         subject: {{kind: Integration, namespace: ops, name: mail}}\n\
-         owner: {{team: noc, contact: noc@acme.example}}\n\
-         delivery: {{mode: durable, retry: {{maxAttempts: 2, initialBackoffMs: 10, maxBackoffMs: 50}}, deadLetterRetentionSeconds: 60, deadLetterMaxEntries: 10, concurrency: 1}}\n\
-         egress: {{allowCidrs: [127.0.0.0/8]}}\n"
-    ))
+         subject: {kind: Integration, namespace: ops, name: mail}\n\
+         owner: {team: noc, contact: noc@acme.example}\n\
+         delivery: {mode: durable, retry: {maxAttempts: 2, initialBackoffMs: 10, maxBackoffMs: 50}, deadLetterRetentionSeconds: 60, deadLetterMaxEntries: 10, concurrency: 1}\n\
+         egress: {allowCidrs: [127.0.0.0/8]}\n"
+    )
     .unwrap();
     let mut config = config;
     config.credentials = credentials(dir.path(), CANARY);

@@ -9,3 +9,4 @@ pub mod controller;
 pub mod governance;
 pub mod manifest;
 pub mod render;
+pub mod telemetry;

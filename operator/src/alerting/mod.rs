@@ -243,13 +243,15 @@ impl AlertRouter {
         };
         match evaluate::evaluate(previous.as_ref(), &health, &threshold, now) {
             Verdict::Fire => {
-                let starts_at = health.since.filter(|s| *s <= now).unwrap_or(now);
+                let starts_at = whole_seconds(health.since.filter(|s| *s <= now).unwrap_or(now));
                 let alert = build_alert(integration, AlertStatus::Firing, starts_at, None);
                 Some(decision(Action::Fire, alert))
             }
             Verdict::Resolve => {
                 let starts_at = previous.as_ref().map(|p| p.since.0).unwrap_or(now);
-                let ends_at = health.since.filter(|s| *s <= now && *s >= starts_at).unwrap_or(now);
+                let ends_at = whole_seconds(
+                    health.since.filter(|s| *s <= now && *s >= starts_at).unwrap_or(now),
+                );
                 let alert =
                     build_alert(integration, AlertStatus::Resolved, starts_at, Some(ends_at));
                 Some(decision(Action::Resolve, alert))
@@ -293,7 +295,8 @@ impl AlertRouter {
             return None;
         }
         let starts_at = previous.as_ref().map(|p| p.since.0).unwrap_or(now);
-        let alert = build_alert(integration, AlertStatus::Resolved, starts_at, Some(now));
+        let alert =
+            build_alert(integration, AlertStatus::Resolved, starts_at, Some(whole_seconds(now)));
         Some(AlertDecision {
             action: Action::Resolve,
             alert,
@@ -356,16 +359,16 @@ impl AlertRouter {
             .map(RouteSpec::id)
             .chain(["namespace-default".to_string(), "cluster-default".to_string()])
             .collect();
-        let selected: Vec<&RouteSpec> =
-            specs.iter().filter(|s| selects(&decision.action, s)).collect();
+        let selected: Vec<bool> = specs.iter().map(|s| selects(&decision.action, s)).collect();
         if matches!(decision.action, Action::Refresh) {
             outcomes.clear();
         } else if let Action::RetryFailed(ids) = &decision.action {
             outcomes.retain(|o| ids.contains(&o.route));
         }
 
-        // Read every selected route's credentials.
-        let resolved = futures::future::join_all(selected.iter().map(|spec| async move {
+        // Read every route's credentials, also those of routes not notified now: the alert's
+        // texts are redacted of every secret value the integration's routes hold.
+        let resolved = futures::future::join_all(specs.iter().map(|spec| async move {
             let read = tokio::time::timeout(
                 self.settings.resolve_deadline,
                 routes::resolve(&self.client, spec),
@@ -392,7 +395,9 @@ impl AlertRouter {
         let alert = decision.alert.clone().redacted(&secrets);
 
         let mut senders = Vec::new();
-        for (id, kind, result) in resolved {
+        let chosen =
+            resolved.into_iter().zip(selected).filter_map(|(r, chosen)| chosen.then_some(r));
+        for (id, kind, result) in chosen {
             match result {
                 Ok(route) => senders.push((id, route.kind, sender_for(route))),
                 Err(error) => outcomes.push(RouteOutcome {
@@ -527,6 +532,12 @@ impl AlertRouter {
             tracing::warn!(%error, reason, "could not publish an Event");
         }
     }
+}
+
+/// `time` without its fraction of a second: `status.alert.since` is stored in whole seconds,
+/// and the alert's times must read back the same after a restart.
+fn whole_seconds(time: Timestamp) -> Timestamp {
+    Timestamp::from_second(time.as_second()).unwrap_or(time)
 }
 
 fn unreadable(route: &str, category: &'static str, message: &str) -> RouteOutcome {

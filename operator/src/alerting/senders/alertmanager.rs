@@ -6,11 +6,9 @@
 //! (a re-post is not a new notification: Alertmanager deduplicates it). Resolving sets
 //! `endsAt` to when the integration became healthy.
 
-use futures::future::BoxFuture;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
-use super::{Sender, Transport, notification_id};
-use crate::alerting::http::SendError;
+use super::{JsonReceiver, Transport};
 use crate::alerting::model::{Alert, AlertStatus};
 use crate::alerting::routes::{HttpTarget, RouteKind};
 
@@ -45,23 +43,15 @@ pub fn payload(alert: &Alert, transport: &Transport, now: Timestamp) -> serde_js
     serde_json::json!([item])
 }
 
-impl Sender for AlertmanagerSender {
-    fn kind(&self) -> RouteKind {
-        RouteKind::Alertmanager
+impl JsonReceiver for AlertmanagerSender {
+    const KIND: RouteKind = RouteKind::Alertmanager;
+    const PATH: &'static str = ALERTS_PATH;
+
+    fn target(&self) -> &HttpTarget {
+        &self.target
     }
 
-    fn send<'a>(
-        &'a self,
-        alert: &'a Alert,
-        transport: &'a Transport,
-    ) -> BoxFuture<'a, Result<(), SendError>> {
-        Box::pin(async move {
-            let body = payload(alert, transport, Timestamp::now());
-            transport
-                .http
-                .post_json(&self.target, ALERTS_PATH, body, &notification_id(alert))
-                .await?;
-            Ok(())
-        })
+    fn body(&self, alert: &Alert, transport: &Transport, now: Timestamp) -> serde_json::Value {
+        payload(alert, transport, now)
     }
 }

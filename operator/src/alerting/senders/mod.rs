@@ -20,10 +20,11 @@ pub mod webhook;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use k8s_openapi::jiff::Timestamp;
 
 use super::http::{HttpTransport, SendError};
 use super::model::Alert;
-use super::routes::{ResolvedRoute, RouteKind, Target};
+use super::routes::{HttpTarget, ResolvedRoute, RouteKind, Target};
 
 /// Settings the senders share.
 #[derive(Clone, Debug)]
@@ -75,6 +76,39 @@ pub trait Sender: Send + Sync {
         alert: &'a Alert,
         transport: &'a Transport,
     ) -> BoxFuture<'a, Result<(), SendError>>;
+}
+
+/// A receiver that takes one JSON `POST` per notification (every kind but email). Each
+/// implements the payload; the shared [`Sender`] implementation posts it.
+pub trait JsonReceiver: Send + Sync {
+    /// The kind of route.
+    const KIND: RouteKind;
+    /// Path below the route's URL that notifications go to.
+    const PATH: &'static str = "";
+
+    /// Where to post.
+    fn target(&self) -> &HttpTarget;
+
+    /// The JSON body for `alert` at `now`.
+    fn body(&self, alert: &Alert, transport: &Transport, now: Timestamp) -> serde_json::Value;
+}
+
+impl<T: JsonReceiver> Sender for T {
+    fn kind(&self) -> RouteKind {
+        T::KIND
+    }
+
+    fn send<'a>(
+        &'a self,
+        alert: &'a Alert,
+        transport: &'a Transport,
+    ) -> BoxFuture<'a, Result<(), SendError>> {
+        Box::pin(async move {
+            let body = self.body(alert, transport, Timestamp::now());
+            let id = notification_id(alert);
+            transport.http.post_json(self.target(), T::PATH, body, &id).await.map(|_| ())
+        })
+    }
 }
 
 /// The sender of a resolved route.
@@ -150,4 +184,90 @@ pub fn alert_json(alert: &Alert) -> serde_json::Value {
         "startsAt": alert.starts_at.to_string(),
         "endsAt": alert.ends_at.map(|t| t.to_string()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alerting::http::RetrySettings;
+    use crate::alerting::model::{AlertStatus, build_alert};
+    use crate::api::Integration;
+
+    fn alert(status: AlertStatus, message: &str) -> Alert {
+        let mut integration: Integration = yaml_serde::from_str(
+            r#"
+apiVersion: switchboard.dev/v1alpha1
+kind: Integration
+metadata: {name: orders, namespace: shop}
+spec:
+  owner: {team: sre, contact: sre@example.com}
+  dataFlow: {sourceSystem: Shop, targetSystem: ERP, classification: internal}
+  source: {webhook: {auth: {type: none}}}
+  targets: [{name: t, outboundMessage: {name: m, method: post}}]
+"#,
+        )
+        .unwrap();
+        integration.status = Some(
+            serde_json::from_value(serde_json::json!({
+                "lastFailure": {"time": "2027-01-01T00:00:00Z", "reason": "TargetUnavailable", "message": message},
+            }))
+            .unwrap(),
+        );
+        let start = Timestamp::from_second(1_800_000_000).unwrap();
+        let end = (status == AlertStatus::Resolved).then(|| start + Duration::from_secs(600));
+        build_alert(&integration, status, start, end)
+    }
+
+    fn transport() -> Transport {
+        Transport {
+            http: HttpTransport::new(RetrySettings::default()),
+            settings: SenderSettings {
+                generator_url: Some("https://console.example.com/".into()),
+                ..SenderSettings::default()
+            },
+        }
+    }
+
+    #[test]
+    fn slack_text_cannot_forge_links_or_mentions() {
+        let hostile =
+            alert(AlertStatus::Firing, "<!channel> <https://evil.example.com|click> & more");
+        let text = slack::payload(&hostile, &transport()).to_string();
+        assert!(!text.contains("<!channel>") && !text.contains("<https://evil"), "{text}");
+        assert!(text.contains("&lt;!channel&gt;"), "{text}");
+    }
+
+    #[test]
+    fn alertmanager_holds_firing_alerts_and_ends_resolved_ones() {
+        let now = Timestamp::from_second(1_800_000_100).unwrap();
+        let firing = alertmanager::payload(&alert(AlertStatus::Firing, "x"), &transport(), now);
+        assert_eq!(firing[0]["endsAt"], "2027-01-15T09:01:40Z", "now + 1h");
+        assert_eq!(firing[0]["startsAt"], "2027-01-15T08:00:00Z");
+        assert_eq!(
+            firing[0]["generatorURL"],
+            "https://console.example.com/namespaces/shop/integrations/orders"
+        );
+        let resolved = alertmanager::payload(&alert(AlertStatus::Resolved, "x"), &transport(), now);
+        assert_eq!(resolved[0]["endsAt"], "2027-01-15T08:10:00Z", "when it became healthy");
+        assert_eq!(resolved[0]["labels"], firing[0]["labels"], "one identity");
+    }
+
+    #[test]
+    fn pagerduty_resolves_by_dedup_key_only() {
+        let firing = pagerduty::payload(&alert(AlertStatus::Firing, "x"), &transport());
+        let resolved = pagerduty::payload(&alert(AlertStatus::Resolved, "x"), &transport());
+        assert_eq!(firing["dedup_key"], resolved["dedup_key"]);
+        assert_eq!(
+            resolved,
+            serde_json::json!({"event_action": "resolve", "dedup_key": firing["dedup_key"]})
+        );
+        assert_eq!(firing["payload"]["source"], "switchboard/shop/orders");
+    }
+
+    #[test]
+    fn notification_ids_differ_for_firing_and_resolved() {
+        let firing = notification_id(&alert(AlertStatus::Firing, "x"));
+        assert_ne!(firing, notification_id(&alert(AlertStatus::Resolved, "x")));
+        assert_eq!(firing, notification_id(&alert(AlertStatus::Firing, "other reason")));
+    }
 }

@@ -5,10 +5,9 @@
 //! The `routing_key` (the integration key of a PagerDuty service) is never in the route: it
 //! is an apiKey Credential with `in: body, name: routing_key`, placed by the transport.
 
-use futures::future::BoxFuture;
+use k8s_openapi::jiff::Timestamp;
 
-use super::{Sender, Transport, notification_id};
-use crate::alerting::http::SendError;
+use super::{JsonReceiver, Transport};
 use crate::alerting::model::{Alert, AlertStatus};
 use crate::alerting::routes::{HttpTarget, RouteKind};
 
@@ -60,20 +59,14 @@ pub fn payload(alert: &Alert, transport: &Transport) -> serde_json::Value {
     event
 }
 
-impl Sender for PagerDutySender {
-    fn kind(&self) -> RouteKind {
-        RouteKind::Pagerduty
+impl JsonReceiver for PagerDutySender {
+    const KIND: RouteKind = RouteKind::Pagerduty;
+
+    fn target(&self) -> &HttpTarget {
+        &self.target
     }
 
-    fn send<'a>(
-        &'a self,
-        alert: &'a Alert,
-        transport: &'a Transport,
-    ) -> BoxFuture<'a, Result<(), SendError>> {
-        Box::pin(async move {
-            let body = payload(alert, transport);
-            transport.http.post_json(&self.target, "", body, &notification_id(alert)).await?;
-            Ok(())
-        })
+    fn body(&self, alert: &Alert, transport: &Transport, _now: Timestamp) -> serde_json::Value {
+        payload(alert, transport)
     }
 }

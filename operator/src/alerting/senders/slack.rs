@@ -5,10 +5,9 @@
 //! rest (`/T…/B…/…`) is an apiKey Credential with `in: path`. Text from the alert is escaped
 //! for Slack's mrkdwn (`&`, `<`, `>`), so a failure message cannot forge a link or mention.
 
-use futures::future::BoxFuture;
+use k8s_openapi::jiff::Timestamp;
 
-use super::{Sender, Transport, facts, notification_id};
-use crate::alerting::http::SendError;
+use super::{JsonReceiver, Transport, facts};
 use crate::alerting::model::{Alert, AlertStatus};
 use crate::alerting::routes::{HttpTarget, RouteKind};
 
@@ -64,20 +63,14 @@ pub fn payload(alert: &Alert, transport: &Transport) -> serde_json::Value {
     serde_json::json!({"text": alert.title(), "blocks": blocks})
 }
 
-impl Sender for SlackSender {
-    fn kind(&self) -> RouteKind {
-        RouteKind::Slack
+impl JsonReceiver for SlackSender {
+    const KIND: RouteKind = RouteKind::Slack;
+
+    fn target(&self) -> &HttpTarget {
+        &self.target
     }
 
-    fn send<'a>(
-        &'a self,
-        alert: &'a Alert,
-        transport: &'a Transport,
-    ) -> BoxFuture<'a, Result<(), SendError>> {
-        Box::pin(async move {
-            let body = payload(alert, transport);
-            transport.http.post_json(&self.target, "", body, &notification_id(alert)).await?;
-            Ok(())
-        })
+    fn body(&self, alert: &Alert, transport: &Transport, _now: Timestamp) -> serde_json::Value {
+        payload(alert, transport)
     }
 }

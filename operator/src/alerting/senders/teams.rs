@@ -3,10 +3,9 @@
 //! The route's `url` is the public part of the workflow URL; its secret is an apiKey
 //! Credential, `in: query` (the `sig` parameter of a Workflows URL) or `in: path`.
 
-use futures::future::BoxFuture;
+use k8s_openapi::jiff::Timestamp;
 
-use super::{Sender, Transport, facts, notification_id};
-use crate::alerting::http::SendError;
+use super::{JsonReceiver, Transport, facts};
 use crate::alerting::model::{Alert, AlertStatus};
 use crate::alerting::routes::{HttpTarget, RouteKind};
 
@@ -65,20 +64,14 @@ pub fn payload(alert: &Alert, transport: &Transport) -> serde_json::Value {
     })
 }
 
-impl Sender for TeamsSender {
-    fn kind(&self) -> RouteKind {
-        RouteKind::Teams
+impl JsonReceiver for TeamsSender {
+    const KIND: RouteKind = RouteKind::Teams;
+
+    fn target(&self) -> &HttpTarget {
+        &self.target
     }
 
-    fn send<'a>(
-        &'a self,
-        alert: &'a Alert,
-        transport: &'a Transport,
-    ) -> BoxFuture<'a, Result<(), SendError>> {
-        Box::pin(async move {
-            let body = payload(alert, transport);
-            transport.http.post_json(&self.target, "", body, &notification_id(alert)).await?;
-            Ok(())
-        })
+    fn body(&self, alert: &Alert, transport: &Transport, _now: Timestamp) -> serde_json::Value {
+        payload(alert, transport)
     }
 }

@@ -11,11 +11,9 @@
 //! `webhook-id` is the notification id (fingerprint, state, start): the same on every retry
 //! of one notification, so receivers can drop duplicates.
 
-use futures::future::BoxFuture;
 use k8s_openapi::jiff::Timestamp;
 
-use super::{Sender, Transport, alert_json, notification_id};
-use crate::alerting::http::SendError;
+use super::{JsonReceiver, Transport, alert_json};
 use crate::alerting::model::Alert;
 use crate::alerting::routes::{HttpTarget, RouteKind};
 
@@ -34,20 +32,14 @@ pub fn payload(alert: &Alert, now: Timestamp) -> serde_json::Value {
     })
 }
 
-impl Sender for WebhookSender {
-    fn kind(&self) -> RouteKind {
-        RouteKind::Webhook
+impl JsonReceiver for WebhookSender {
+    const KIND: RouteKind = RouteKind::Webhook;
+
+    fn target(&self) -> &HttpTarget {
+        &self.target
     }
 
-    fn send<'a>(
-        &'a self,
-        alert: &'a Alert,
-        transport: &'a Transport,
-    ) -> BoxFuture<'a, Result<(), SendError>> {
-        Box::pin(async move {
-            let body = payload(alert, Timestamp::now());
-            transport.http.post_json(&self.target, "", body, &notification_id(alert)).await?;
-            Ok(())
-        })
+    fn body(&self, alert: &Alert, _transport: &Transport, now: Timestamp) -> serde_json::Value {
+        payload(alert, now)
     }
 }

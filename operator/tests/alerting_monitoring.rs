@@ -68,22 +68,17 @@ fn set_health(integration: &mut Integration, healthy: bool, since: Timestamp, fa
     status.consecutive_failures = Some(failures);
 }
 
-fn router(namespace: &str) -> AlertRouter {
-    // The route has no credential and no defaults are read, so the client is never used.
+fn router(leader: LeaderGuard) -> AlertRouter {
+    // The route has no credential and no defaults are read, so the API is only asked to
+    // take Events, which fail here (nothing listens on port 9) and are only logged.
     let client =
         kube::Client::try_from(kube::Config::new("http://127.0.0.1:9".parse().unwrap())).unwrap();
     let reporter = Reporter { controller: "switchboard-operator".into(), instance: None };
-    AlertRouter::new(
-        client,
-        Arc::new(Metrics::default()),
-        standby_guard(),
-        reporter,
-        AlertSettings::new(namespace),
-    )
+    let settings = AlertSettings::new("switchboard-system");
+    AlertRouter::new(client, Arc::new(Metrics::default()), leader, reporter, settings)
 }
 
-/// A guard that is not leading, so that the router publishes no Events (there is no API
-/// server in this test).
+/// A guard of a replica that does not hold the lease.
 fn standby_guard() -> LeaderGuard {
     switchboard::controller::leader::Elector::new(
         kube::Client::try_from(kube::Config::new("http://127.0.0.1:9".parse().unwrap())).unwrap(),
@@ -122,11 +117,22 @@ async fn alertmanager_holds_one_alert_per_failing_integration_and_resolves_it() 
     let started = Timestamp::now() - Duration::from_secs(120);
     let mut integration = failing_integration(&url, started);
 
-    let first = router("switchboard-system");
+    // A standby replica decides the same but sends nothing.
+    let standby = router(standby_guard());
+    let decision =
+        standby.evaluate(&integration, Timestamp::now()).expect("the threshold is crossed");
+    assert!(standby.notify(decision).await.is_none(), "a standby sends nothing");
+    assert_eq!(
+        am.get_json("/api/v2/alerts").await,
+        Some(json!([])),
+        "nothing reached Alertmanager"
+    );
+
+    let first = router(LeaderGuard::always());
     let decision =
         first.evaluate(&integration, Timestamp::now()).expect("the threshold is crossed");
     assert_eq!(decision.action, Action::Fire);
-    let outcome = first.notify(decision).await;
+    let outcome = first.notify(decision).await.expect("the leader sends");
     assert!(outcome.failed().is_empty(), "{outcome:?}\n{}", am.log());
     assert_eq!(outcome.state.state, "firing");
     integration.status.as_mut().unwrap().alert = Some(outcome.state.clone());
@@ -154,10 +160,10 @@ async fn alertmanager_holds_one_alert_per_failing_integration_and_resolves_it() 
     assert!(first.evaluate(&integration, Timestamp::now()).is_none());
     // A restarted operator knows only status.alert: it re-posts the firing alert to
     // Alertmanager (which drops alerts not refreshed) and fires nothing new.
-    let restarted = router("switchboard-system");
+    let restarted = router(LeaderGuard::always());
     let refresh = restarted.evaluate(&integration, Timestamp::now()).expect("a refresh is due");
     assert_eq!(refresh.action, Action::Refresh);
-    let refreshed = restarted.notify(refresh).await;
+    let refreshed = restarted.notify(refresh).await.unwrap();
     assert_eq!(refreshed.state, outcome.state, "a refresh changes no state");
     let alerts = am.get_json("/api/v2/alerts").await.unwrap();
     assert_eq!(alerts.as_array().unwrap().len(), 1, "still one alert: {alerts}");
@@ -166,7 +172,7 @@ async fn alertmanager_holds_one_alert_per_failing_integration_and_resolves_it() 
     set_health(&mut integration, true, Timestamp::now(), 0);
     let resolve = restarted.evaluate(&integration, Timestamp::now()).expect("resolve");
     assert_eq!(resolve.action, Action::Resolve);
-    let resolved = restarted.notify(resolve).await;
+    let resolved = restarted.notify(resolve).await.unwrap();
     assert!(resolved.failed().is_empty(), "{resolved:?}");
     assert_eq!(resolved.state.state, "resolved");
     integration.status.as_mut().unwrap().alert = Some(resolved.state);

@@ -240,7 +240,7 @@ async fn alerts_reach_every_route_and_failing_routes_are_reported_without_secret
     let decision =
         first.evaluate(&integration, Timestamp::now()).expect("the threshold is crossed");
     assert_eq!(decision.action, Action::Fire);
-    let fired = first.notify(decision).await;
+    let fired = first.notify(decision).await.unwrap();
     assert_eq!(fired.state.state, "firing");
     assert_eq!(fired.state.failed_routes, ["dead", "metadata"], "{fired:?}");
     let categories: Vec<(&str, &str)> = fired
@@ -337,7 +337,7 @@ async fn alerts_reach_every_route_and_failing_routes_are_reported_without_secret
     let retry =
         restarted.evaluate(&integration, Timestamp::now()).expect("failed routes are retried");
     assert_eq!(retry.action, Action::RetryFailed(vec!["dead".into(), "metadata".into()]));
-    let retried = restarted.notify(retry).await;
+    let retried = restarted.notify(retry).await.unwrap();
     assert_eq!(retried.state, fired.state);
     store(&admin, &retried).await;
     assert_eq!(receivers.pagerduty.received().len(), 1);
@@ -352,7 +352,7 @@ async fn alerts_reach_every_route_and_failing_routes_are_reported_without_secret
     let integration = admin.get("orders").await.unwrap();
     let resolve = restarted.evaluate(&integration, Timestamp::now()).expect("resolve");
     assert_eq!(resolve.action, Action::Resolve);
-    let resolved = restarted.notify(resolve).await;
+    let resolved = restarted.notify(resolve).await.unwrap();
     assert_eq!(resolved.state.state, "resolved");
     assert_eq!(resolved.state.failed_routes, ["dead", "metadata"]);
     store(&admin, &resolved).await;

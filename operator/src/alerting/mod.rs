@@ -329,14 +329,19 @@ impl AlertRouter {
     pub async fn process(&self, integration: &Integration, now: Timestamp) -> Option<AlertState> {
         let decision = self.evaluate(integration, now)?;
         let previous = decision.previous.clone();
-        let outcome = self.notify(decision).await;
+        let outcome = self.notify(decision).await?;
         (Some(&outcome.state) != previous.as_ref()).then_some(outcome.state)
     }
 
     /// Send a decision to its routes, each within its own time budget, and return the state
-    /// to store in `status.alert`. Never fails: route failures are in the outcome, the
-    /// metric, the log and Events.
-    pub async fn notify(&self, decision: AlertDecision) -> NotifyOutcome {
+    /// to store in `status.alert`. Route failures are in the outcome, the metric, the log
+    /// and Events. `None` when this replica does not lead: it sends nothing (a standby never
+    /// pages anyone) and has nothing to store.
+    pub async fn notify(&self, decision: AlertDecision) -> Option<NotifyOutcome> {
+        if !self.leader.is_leader() {
+            tracing::debug!(integration = %Self::key(&decision.integration), "not the leader: no alert sent");
+            return None;
+        }
         let integration = &decision.integration;
         let (specs, mut outcomes) = match tokio::time::timeout(
             self.settings.resolve_deadline,
@@ -438,7 +443,7 @@ impl AlertRouter {
 
         let state = next_state(&decision, &outcomes, &all_ids);
         self.report(&decision, &alert, &outcomes).await;
-        NotifyOutcome { state, routes: outcomes }
+        Some(NotifyOutcome { state, routes: outcomes })
     }
 
     async fn route_specs(&self, integration: &Integration) -> (Vec<RouteSpec>, Vec<RouteOutcome>) {

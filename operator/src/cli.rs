@@ -165,7 +165,7 @@ fn operator(args: OperatorArgs) -> ExitCode {
     let settings = crate::controller::run::OperatorSettings {
         metrics_addr: args.metrics_addr,
         leader_election: args.leader_elect,
-        lease_namespace: args.lease_namespace,
+        lease_namespace: args.lease_namespace.clone(),
         lease_name: args.lease_name,
         identity,
         timing: crate::controller::leader::LeaseTiming::default(),
@@ -174,6 +174,7 @@ fn operator(args: OperatorArgs) -> ExitCode {
         runtime: crate::controller::runtime::RuntimeSettings {
             interval: args.status_interval,
             port: args.worker_status_port,
+            operator_namespace: args.lease_namespace.clone(),
             ..Default::default()
         },
     };

@@ -367,6 +367,7 @@ pub fn apply_defaults(kind: &str, obj: &mut Value) {
             default_template(obj, &["spec", "template"]);
         }
         "Job" => {
+            default_job_selector(obj);
             set_default(obj, &["spec", "backoffLimit"], json!(6));
             set_default(obj, &["spec", "completions"], json!(1));
             set_default(obj, &["spec", "parallelism"], json!(1));
@@ -397,7 +398,10 @@ pub fn apply_defaults(kind: &str, obj: &mut Value) {
                 }
             });
         }
-        "Secret" => set_default(obj, &["type"], json!("Opaque")),
+        "Secret" => {
+            set_default(obj, &["type"], json!("Opaque"));
+            merge_string_data(obj);
+        }
         "Namespace" => {
             set_default(obj, &["spec", "finalizers"], json!(["kubernetes"]));
             set_default(obj, &["status", "phase"], json!("Active"));
@@ -413,6 +417,48 @@ pub fn apply_defaults(kind: &str, obj: &mut Value) {
         && kind == "Namespace"
     {
         set_default(obj, &["metadata", "labels", "kubernetes.io/metadata.name"], json!(name));
+    }
+}
+
+/// `stringData` is write-only: its entries replace those of `data` (base64-encoded) and it is
+/// not stored, as the API server does.
+fn merge_string_data(obj: &mut Value) {
+    use base64::Engine as _;
+    let Some(map) = obj.as_object_mut() else { return };
+    let Some(Value::Object(strings)) = map.remove("stringData") else { return };
+    let data = map.entry("data").or_insert_with(|| json!({}));
+    if !data.is_object() {
+        *data = json!({});
+    }
+    for (k, v) in strings {
+        let text = v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+        data[&k] = json!(base64::engine::general_purpose::STANDARD.encode(text));
+    }
+}
+
+/// Jobs select their Pods by the Job's uid unless `spec.manualSelector` is set: the selector
+/// and the template labels are generated from it (as the API server does on create).
+fn default_job_selector(obj: &mut Value) {
+    let manual = obj.pointer("/spec/manualSelector").and_then(Value::as_bool).unwrap_or(false);
+    let Some(uid) = obj.pointer("/metadata/uid").and_then(Value::as_str).map(str::to_string) else {
+        return;
+    };
+    let Some(name) = obj.pointer("/metadata/name").and_then(Value::as_str).map(str::to_string)
+    else {
+        return;
+    };
+    if manual || obj.pointer("/spec/selector").is_some() || obj.pointer("/spec/template").is_none()
+    {
+        return;
+    }
+    obj["spec"]["selector"] = json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
+    for (k, v) in [
+        ("batch.kubernetes.io/controller-uid", &uid),
+        ("batch.kubernetes.io/job-name", &name),
+        ("controller-uid", &uid),
+        ("job-name", &name),
+    ] {
+        set_default(obj, &["spec", "template", "metadata", "labels", k], json!(v));
     }
 }
 

@@ -22,8 +22,10 @@
 pub mod api;
 pub mod auth;
 pub mod builtin;
+pub mod clock;
 pub mod discovery;
 pub mod error;
+pub mod events;
 pub mod gc;
 pub mod http;
 pub mod managed;
@@ -37,6 +39,7 @@ pub mod selectors;
 pub mod store;
 pub mod table;
 pub mod tls;
+pub mod workloads;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -61,6 +64,10 @@ pub struct Config {
     pub history_limit: usize,
     /// How often idle watches get a bookmark.
     pub bookmark_interval: Duration,
+    /// The workload controllers (Deployment, ReplicaSet, StatefulSet, Job, CronJob).
+    pub workloads: workloads::WorkloadSettings,
+    /// The cluster's wall clock (tests move it forward).
+    pub clock: clock::Clock,
 }
 
 impl Default for Config {
@@ -70,6 +77,8 @@ impl Default for Config {
             port: 0,
             history_limit: 100_000,
             bookmark_interval: Duration::from_secs(5),
+            workloads: workloads::WorkloadSettings::default(),
+            clock: clock::Clock::default(),
         }
     }
 }
@@ -175,8 +184,17 @@ impl DevCluster {
         let (tx, rx) = tokio::sync::watch::channel(false);
         let tls = self.pki.server_config()?;
         let server = tokio::spawn(http::serve(listener, http::router(state), tls, rx.clone()));
-        let controllers = tokio::spawn(gc::run(self.core.clone(), rx));
-        self.running = Some(Running { shutdown: tx, tasks: vec![server, controllers] });
+        let controllers = tokio::spawn(gc::run(self.core.clone(), rx.clone()));
+        let mut tasks = vec![server, controllers];
+        if self.config.workloads.enabled {
+            let ctx = Arc::new(workloads::Ctx {
+                core: self.core.clone(),
+                clock: self.config.clock.clone(),
+                settings: self.config.workloads.clone(),
+            });
+            tasks.push(tokio::spawn(workloads::run(ctx, rx.clone())));
+        }
+        self.running = Some(Running { shutdown: tx, tasks });
         self.write_kubeconfig(&self.kubeconfig_path(), "admin", self.tokens.admin_token())?;
         tracing::info!(url = %self.url(), "devcluster serving");
         Ok(())
@@ -210,6 +228,11 @@ impl DevCluster {
     /// The CA certificate (PEM) that signs the serving certificate.
     pub fn ca_pem(&self) -> &str {
         &self.pki.ca_pem
+    }
+
+    /// The cluster clock.
+    pub fn clock(&self) -> &clock::Clock {
+        &self.config.clock
     }
 
     /// The in-process API handle (store, registry, admission).

@@ -743,6 +743,9 @@ impl Core {
                 }
             }
             Validation::Builtin(codec) => {
+                if res.kind == "Service" && res.group.is_empty() {
+                    self.assign_cluster_ip(old_value.as_ref(), &mut new);
+                }
                 crate::builtin::apply_defaults(&res.kind, &mut new);
                 let typed = (codec.roundtrip)(new.clone()).map_err(|e| {
                     ApiError::BadRequest(format!(
@@ -885,6 +888,31 @@ impl Core {
             }
         }
         Ok(())
+    }
+
+    /// A Service keeps its cluster IP; a new one gets a free loopback address (see
+    /// `services`), unless it is headless (`None`) or names its own.
+    fn assign_cluster_ip(&self, old: Option<&Value>, new: &mut Value) {
+        let current = new.pointer("/spec/clusterIP").and_then(Value::as_str).unwrap_or("");
+        let external = new.pointer("/spec/type").and_then(Value::as_str) == Some("ExternalName");
+        if !current.is_empty() || external {
+            return;
+        }
+        let kept = old.and_then(|o| o.pointer("/spec/clusterIP")).cloned();
+        let ip = match kept {
+            Some(ip) => ip,
+            None => json!(crate::services::allocate_cluster_ip(self, new)),
+        };
+        if !new.get("spec").is_some_and(Value::is_object) {
+            new["spec"] = json!({});
+        }
+        new["spec"]["clusterIP"] = ip.clone();
+        if new.pointer("/spec/clusterIPs").is_none() {
+            new["spec"]["clusterIPs"] = old
+                .and_then(|o| o.pointer("/spec/clusterIPs"))
+                .cloned()
+                .unwrap_or_else(|| json!([ip]));
+        }
     }
 
     fn prepare_crd(&self, res: &Resource, name: &str, crd: &mut Value) -> Result<(), ApiError> {

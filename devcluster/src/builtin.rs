@@ -385,10 +385,7 @@ pub fn apply_defaults(kind: &str, obj: &mut Value) {
         "Service" => {
             set_default(obj, &["spec", "type"], json!("ClusterIP"));
             set_default(obj, &["spec", "sessionAffinity"], json!("None"));
-            let headless = obj.pointer("/spec/clusterIP").and_then(Value::as_str) == Some("None");
-            if !headless {
-                let ip = service_ip(obj);
-                set_default(obj, &["spec", "clusterIP"], json!(ip));
+            if let Some(ip) = obj.pointer("/spec/clusterIP").cloned() {
                 set_default(obj, &["spec", "clusterIPs"], json!([ip]));
             }
             for_each_item(obj, &["spec", "ports"], &mut |p| {
@@ -460,15 +457,6 @@ fn default_job_selector(obj: &mut Value) {
     ] {
         set_default(obj, &["spec", "template", "metadata", "labels", k], json!(v));
     }
-}
-
-/// A stable fake cluster IP derived from the service's namespace and name.
-fn service_ip(obj: &Value) -> String {
-    use sha2::Digest as _;
-    let ns = obj.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("");
-    let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
-    let h = sha2::Sha256::digest(format!("{ns}/{name}").as_bytes());
-    format!("10.96.{}.{}", h[0], h[1].max(1))
 }
 
 /// Kind-specific checks beyond typing (the ones clients are known to rely on).

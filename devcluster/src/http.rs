@@ -41,6 +41,8 @@ pub struct AppState {
     pub address: String,
     /// How often watches get a bookmark.
     pub bookmark_interval: Duration,
+    /// Where the pod runner keeps Pod directories (for `pods/<name>/log`).
+    pub pods_root: std::path::PathBuf,
 }
 
 type Query = HashMap<String, String>;
@@ -392,6 +394,9 @@ async fn resource_request(
         "token" if res.kind == "ServiceAccount" && res.group.is_empty() && verb == "create" => {
             return token_request(st, ns, target.name.unwrap_or(""));
         }
+        "log" if res.kind == "Pod" && res.group.is_empty() && verb == "get" => {
+            return pod_log(st, ns, target.name.unwrap_or(""), q);
+        }
         "scale" if res.scale_subresource => {
             return scale(st, &res, ns, target.name.unwrap_or(""), method, headers, &body, q, user);
         }
@@ -633,6 +638,39 @@ fn review(
         body["metadata"] = json!({"creationTimestamp": null});
     }
     Ok(json_response(StatusCode::CREATED, Bytes::from(body.to_string()), "application/json", &[]))
+}
+
+/// `GET pods/<name>/log`: the container's output, whole or followed.
+fn pod_log(st: &AppState, ns: &str, name: &str, q: &Query) -> Result<Response, ApiError> {
+    let pods = st.core.registry.get("", "v1", "pods").ok_or(ApiError::NoRoute)?;
+    let pod = st.core.get(&pods, ns, name)?.value();
+    let flag = |k: &str| q.get(k).is_some_and(|v| v == "true" || v == "1");
+    let number = |k: &str| q.get(k).and_then(|v| v.parse::<i64>().ok());
+    let since = match (number("sinceSeconds"), q.get("sinceTime")) {
+        (Some(s), _) => Some(chrono::Utc::now() - chrono::Duration::seconds(s)),
+        (None, Some(t)) => crate::clock::parse_time(t),
+        _ => None,
+    };
+    let opts = crate::kubelet::logs::LogOptions {
+        container: q.get("container").filter(|c| !c.is_empty()).cloned(),
+        follow: flag("follow"),
+        previous: flag("previous"),
+        timestamps: flag("timestamps"),
+        tail_lines: number("tailLines").and_then(|n| usize::try_from(n).ok()),
+        limit_bytes: number("limitBytes").and_then(|n| usize::try_from(n).ok()),
+        since,
+    };
+    let body = match crate::kubelet::logs::read(&st.core, &st.pods_root, &pod, opts)? {
+        crate::kubelet::logs::LogBody::Whole(b) => Body::from(b),
+        crate::kubelet::logs::LogBody::Stream(rx) => {
+            Body::from_stream(futures::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
+            }))
+        }
+    };
+    let mut r = Response::new(body);
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    Ok(r)
 }
 
 fn token_request(st: &AppState, ns: &str, name: &str) -> Result<Response, ApiError> {

@@ -28,6 +28,7 @@ pub mod error;
 pub mod events;
 pub mod gc;
 pub mod http;
+pub mod kubelet;
 pub mod managed;
 pub mod openapi;
 pub mod patch;
@@ -36,6 +37,7 @@ pub mod rbac;
 pub mod resources;
 pub mod schema;
 pub mod selectors;
+pub mod services;
 pub mod store;
 pub mod table;
 pub mod tls;
@@ -68,6 +70,8 @@ pub struct Config {
     pub workloads: workloads::WorkloadSettings,
     /// The cluster's wall clock (tests move it forward).
     pub clock: clock::Clock,
+    /// The pod runner: which programs stand for which images, restart back-off.
+    pub pods: kubelet::PodRunnerConfig,
 }
 
 impl Default for Config {
@@ -79,6 +83,7 @@ impl Default for Config {
             bookmark_interval: Duration::from_secs(5),
             workloads: workloads::WorkloadSettings::default(),
             clock: clock::Clock::default(),
+            pods: kubelet::PodRunnerConfig::default(),
         }
     }
 }
@@ -128,6 +133,8 @@ pub struct DevCluster {
     tokens: Arc<auth::Tokens>,
     core: Arc<Core>,
     running: Option<Running>,
+    groups: Arc<kubelet::process::ProcessGroups>,
+    services: Arc<services::ServiceProxies>,
 }
 
 impl DevCluster {
@@ -165,6 +172,8 @@ impl DevCluster {
             tokens: Arc::new(tokens),
             core,
             running: None,
+            groups: Arc::new(kubelet::process::ProcessGroups::default()),
+            services: Arc::new(services::ServiceProxies::default()),
         };
         cluster.serve().await?;
         Ok(cluster)
@@ -180,6 +189,7 @@ impl DevCluster {
             tokens: self.tokens.clone(),
             address: self.addr.to_string(),
             bookmark_interval: self.config.bookmark_interval,
+            pods_root: self.dir.join("pods"),
         });
         let (tx, rx) = tokio::sync::watch::channel(false);
         let tls = self.pki.server_config()?;
@@ -194,10 +204,65 @@ impl DevCluster {
             });
             tasks.push(tokio::spawn(workloads::run(ctx, rx.clone())));
         }
+        tasks.push(tokio::spawn(services::run(
+            self.core.clone(),
+            self.services.clone(),
+            rx.clone(),
+        )));
+        if self.config.pods.enabled {
+            let shared = Arc::new(kubelet::Shared {
+                core: self.core.clone(),
+                clock: self.config.clock.clone(),
+                config: self.config.pods.clone(),
+                pods_root: self.dir.join("pods"),
+                claims_root: self.dir.join("volumes"),
+                api: self.api_access(),
+                addresses: kubelet::addresses::Addresses::default(),
+                groups: self.groups.clone(),
+                services: self.services.clone(),
+            });
+            tasks.push(tokio::spawn(kubelet::run(shared, rx.clone())));
+        }
         self.running = Some(Running { shutdown: tx, tasks });
         self.write_kubeconfig(&self.kubeconfig_path(), "admin", self.tokens.admin_token())?;
         tracing::info!(url = %self.url(), "devcluster serving");
         Ok(())
+    }
+
+    /// How Pods reach this API server: its address, CA and ServiceAccount credentials.
+    fn api_access(&self) -> kubelet::ApiAccess {
+        let core = self.core.clone();
+        let tokens = self.tokens.clone();
+        let url = self.url();
+        let ca = self.pki.ca_pem.clone();
+        kubelet::ApiAccess {
+            host: self.addr.ip().to_string(),
+            port: self.addr.port(),
+            ca_pem: self.pki.ca_pem.clone(),
+            credentials: Box::new(move |ns, name| {
+                let sa = core.store.get(
+                    &resources::ResourceKey::new("", "serviceaccounts"),
+                    ns,
+                    name,
+                )?;
+                let v = sa.value();
+                let uid = v.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("");
+                let token = tokens.service_account_token(ns, name, uid);
+                let user = format!("system:serviceaccount:{ns}:{name}");
+                let kubeconfig = kubeconfig_yaml(&url, &ca, &user, &token);
+                Some(kubelet::Credentials { token, kubeconfig })
+            }),
+        }
+    }
+
+    /// Where a Service's ports are reachable on this machine (its proxy's addresses).
+    pub fn service_addresses(&self, namespace: &str, name: &str) -> Vec<services::LocalPort> {
+        self.services.addresses(namespace, name)
+    }
+
+    /// How many container processes are running.
+    pub fn running_processes(&self) -> usize {
+        self.groups.len()
     }
 
     /// `https://127.0.0.1:<port>`.
@@ -247,18 +312,7 @@ impl DevCluster {
 
     /// A kubeconfig (YAML) for a user with `token`.
     pub fn kubeconfig(&self, user: &str, token: &str) -> String {
-        use base64::Engine as _;
-        let ca = base64::engine::general_purpose::STANDARD.encode(&self.pki.ca_pem);
-        let doc = json!({
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [{"name": "devcluster", "cluster": {"server": self.url(), "certificate-authority-data": ca}}],
-            "users": [{"name": user, "user": {"token": token}}],
-            "contexts": [{"name": "devcluster", "context": {"cluster": "devcluster", "user": user, "namespace": "default"}}],
-            "current-context": "devcluster",
-            "preferences": {},
-        });
-        yaml_serde::to_string(&doc).unwrap_or_default()
+        kubeconfig_yaml(&self.url(), &self.pki.ca_pem, user, token)
     }
 
     fn write_kubeconfig(&self, path: &Path, user: &str, token: &str) -> Result<(), Error> {
@@ -332,6 +386,7 @@ impl DevCluster {
                 let _ = t.await;
             }
         }
+        self.groups.kill_all();
         self.core.store.flush()?;
         self.core.store.compact()?;
         Ok(())
@@ -357,11 +412,29 @@ impl Drop for DevCluster {
                 t.abort();
             }
         }
+        // Whatever the pod runner could not stop in time dies with the cluster.
+        self.groups.kill_all();
         let _ = self.core.store.flush();
         if self.temporary {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// A kubeconfig (YAML) for `user` with `token` at `url`, trusting `ca_pem`.
+fn kubeconfig_yaml(url: &str, ca_pem: &str, user: &str, token: &str) -> String {
+    use base64::Engine as _;
+    let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
+    let doc = json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "devcluster", "cluster": {"server": url, "certificate-authority-data": ca}}],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [{"name": "devcluster", "context": {"cluster": "devcluster", "user": user, "namespace": "default"}}],
+        "current-context": "devcluster",
+        "preferences": {},
+    });
+    yaml_serde::to_string(&doc).unwrap_or_default()
 }
 
 /// Creates what a fresh cluster has: the standard namespaces and their default

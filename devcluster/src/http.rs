@@ -415,7 +415,7 @@ async fn resource_request(
         "get" => {
             let obj = core.get(&res, ns, target.name.unwrap_or(""))?;
             if table {
-                let v = obj.value();
+                let v = core.view(&res, &obj);
                 let t = crate::table::table(&res, &[v], obj.rv, None, include);
                 return Ok(ok_json(&t));
             }
@@ -425,7 +425,7 @@ async fn resource_request(
             let opts = list_options(q)?;
             let page = core.list(&res, target.namespace.filter(|_| res.namespaced), &opts)?;
             if table {
-                let values: Vec<Value> = page.items.iter().map(|o| o.value()).collect();
+                let values: Vec<Value> = page.items.iter().map(|o| core.view(&res, o)).collect();
                 let t = crate::table::table(
                     &res,
                     &values,
@@ -819,7 +819,7 @@ fn event_line(kind: &str, object: &[u8]) -> Bytes {
 
 fn render(st: &AppState, res: &Resource, spec: &WatchSpec, obj: &StoredObject) -> Bytes {
     if spec.table {
-        let v = obj.value();
+        let v = st.core.view(res, obj);
         let mut t = crate::table::table(res, &[v], obj.rv, None, spec.include);
         if let Some(m) = t.get_mut("metadata") {
             *m = json!({"resourceVersion": obj.rv.to_string()});
@@ -838,14 +838,14 @@ fn bookmark(res: &Resource, rv: u64, initial_end: bool) -> Bytes {
     event_line("BOOKMARK", obj.to_string().as_bytes())
 }
 
-fn matches(spec: &WatchSpec, ns: &str, obj: &StoredObject) -> bool {
+fn matches(core: &Core, res: &Resource, spec: &WatchSpec, ns: &str, obj: &StoredObject) -> bool {
     if spec.namespace.as_deref().is_some_and(|n| n != ns) {
         return false;
     }
     if spec.labels.is_empty() && spec.fields.is_empty() {
         return true;
     }
-    let v = obj.value();
+    let v = core.view(res, obj);
     spec.labels.matches(&v) && spec.fields.matches(&v)
 }
 
@@ -865,7 +865,7 @@ async fn run_watch(
         None => {
             let (rv, items) = store.list(&key, spec.namespace.as_deref(), None);
             for (ns, _, obj) in items {
-                if matches(&spec, &ns, &obj)
+                if matches(&st.core, &res, &spec, &ns, &obj)
                     && tx.send(event_line("ADDED", &render(&st, &res, &spec, &obj))).await.is_err()
                 {
                     return;
@@ -892,8 +892,11 @@ async fn run_watch(
             if e.key != key {
                 continue;
             }
-            let now_matches = matches(&spec, &e.namespace, &e.object);
-            let before = e.previous.as_ref().is_some_and(|p| matches(&spec, &e.namespace, p));
+            let now_matches = matches(&st.core, &res, &spec, &e.namespace, &e.object);
+            let before = e
+                .previous
+                .as_ref()
+                .is_some_and(|p| matches(&st.core, &res, &spec, &e.namespace, p));
             let kind = match e.kind {
                 EventType::Added if now_matches => "ADDED",
                 EventType::Modified if now_matches && before => "MODIFIED",

@@ -38,6 +38,7 @@ pub mod resources;
 pub mod schema;
 pub mod selectors;
 pub mod services;
+pub mod sink;
 pub mod store;
 pub mod table;
 pub mod tls;

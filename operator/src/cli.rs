@@ -33,6 +33,8 @@ pub enum Command {
     Lint(LintArgs),
     /// Run the operator: reconcile Integrations, Credentials, OutboundMessages and Schedules.
     Operator(OperatorArgs),
+    /// Run Switchboard on this machine: a local cluster, the operator, and the given manifests.
+    Dev(crate::dev::DevArgs),
 }
 
 /// Arguments of `switchboard operator`.
@@ -128,6 +130,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Render(args) => render_command(args),
         Command::Lint(args) => crate::governance::lint::run(args),
         Command::Operator(args) => operator(args),
+        Command::Dev(args) => crate::dev::run(args),
     }
 }
 

@@ -124,6 +124,10 @@ fn link(source: &Path, at: &Path) -> Result<(), String> {
     if let Some(parent) = at.parent() {
         ensure_dir(parent)?;
     }
+    // An empty directory made for the Pod (its `tmp`) gives way to a mount.
+    if std::fs::symlink_metadata(at).is_ok_and(|m| m.is_dir()) {
+        let _ = std::fs::remove_dir(at);
+    }
     let _ = std::fs::remove_file(at);
     std::os::unix::fs::symlink(source, at).map_err(|e| format!("linking {}: {e}", at.display()))
 }

@@ -65,13 +65,6 @@ pub fn reconcile(ctx: &Ctx, ns: &str, name: &str) -> Result<Option<Duration>, Ap
             match create(core, &rs_res, ns, body) {
                 Ok(rs) => {
                     created_new = true;
-                    event(
-                        ctx,
-                        &d,
-                        "Normal",
-                        "ScalingReplicaSet",
-                        &format!("Scaled up replica set {rs_name} from 0 to 0"),
-                    );
                     Some(rs)
                 }
                 Err(ApiError::AlreadyExists(_)) => {

@@ -843,8 +843,13 @@ impl Core {
             }
             return Ok(Written { object: new, warnings, created: old.is_none(), serialized: None });
         }
-        if old_value.as_ref().is_some_and(|o| *o == new) {
-            // A no-op write does not bump the resourceVersion (as in Kubernetes).
+        if old_value
+            .as_ref()
+            .is_some_and(|o| without_managed_times(o) == without_managed_times(&new))
+        {
+            // A no-op write does not bump the resourceVersion (as in Kubernetes). As the API
+            // server's IgnoreManagedFieldsTimestampsTransformer does, a write that would only
+            // move managedFields timestamps counts as a no-op too.
             let o = old.expect("old present");
             return Ok(Written {
                 object: self.view(res, &o),
@@ -1201,4 +1206,18 @@ fn unknown_paths(input: &Value, typed: &Value, prefix: &str) -> Vec<String> {
         _ => {}
     }
     out
+}
+
+/// The object with the `time` of every managedFields entry removed.
+fn without_managed_times(object: &Value) -> Value {
+    let mut copy = object.clone();
+    if let Some(entries) = copy.pointer_mut("/metadata/managedFields").and_then(Value::as_array_mut)
+    {
+        for entry in entries {
+            if let Some(map) = entry.as_object_mut() {
+                map.remove("time");
+            }
+        }
+    }
+    copy
 }

@@ -417,22 +417,6 @@ pub fn apply_defaults(kind: &str, obj: &mut Value) {
     }
 }
 
-/// `stringData` is write-only: its entries replace those of `data` (base64-encoded) and it is
-/// not stored, as the API server does.
-fn merge_string_data(obj: &mut Value) {
-    use base64::Engine as _;
-    let Some(map) = obj.as_object_mut() else { return };
-    let Some(Value::Object(strings)) = map.remove("stringData") else { return };
-    let data = map.entry("data").or_insert_with(|| json!({}));
-    if !data.is_object() {
-        *data = json!({});
-    }
-    for (k, v) in strings {
-        let text = v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
-        data[&k] = json!(base64::engine::general_purpose::STANDARD.encode(text));
-    }
-}
-
 /// Jobs select their Pods by the Job's uid unless `spec.manualSelector` is set: the selector
 /// and the template labels are generated from it (as the API server does on create).
 fn default_job_selector(obj: &mut Value) {
@@ -523,4 +507,38 @@ pub fn validate(kind: &str, obj: &Value) -> Vec<crate::schema::Cause> {
         }
     }
     causes
+}
+
+/// `stringData` is write-only: its entries are base64-encoded into `data` (overriding keys
+/// there) and it is never stored, as the API server does.
+fn merge_string_data(secret: &mut Value) {
+    use base64::Engine as _;
+    let Some(object) = secret.as_object_mut() else { return };
+    let Some(Value::Object(strings)) = object.remove("stringData") else { return };
+    let data = object.entry("data").or_insert_with(|| json!({}));
+    if !data.is_object() {
+        *data = json!({});
+    }
+    if let Some(data) = data.as_object_mut() {
+        for (key, value) in strings {
+            let text = value.as_str().unwrap_or_default();
+            data.insert(key, json!(base64::engine::general_purpose::STANDARD.encode(text)));
+        }
+    }
+}
+
+#[cfg(test)]
+mod string_data_tests {
+    use super::*;
+
+    #[test]
+    fn string_data_is_merged_into_data_and_not_stored() {
+        let mut secret =
+            json!({"data": {"a": "b2xk", "keep": "eA=="}, "stringData": {"a": "new", "c": "x"}});
+        apply_defaults("Secret", &mut secret);
+        assert_eq!(
+            secret,
+            json!({"type": "Opaque", "data": {"a": "bmV3", "keep": "eA==", "c": "eA=="}})
+        );
+    }
 }

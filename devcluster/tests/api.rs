@@ -227,6 +227,12 @@ async fn generation_dry_run_and_server_side_apply() {
     api.patch("ssa", &apply("one", false), &Patch::Apply(&shrink)).await.expect("shrink");
     let now = api.get("ssa").await.expect("get");
     assert_eq!(now.data, Some([("a".to_string(), "2".to_string())].into()));
+    // Applying the same configuration again is a no-op: no new resourceVersion, even though
+    // the managedFields timestamp of the manager would move.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let again =
+        api.patch("ssa", &apply("one", false), &Patch::Apply(&shrink)).await.expect("again");
+    assert_eq!(again.metadata.resource_version, now.metadata.resource_version);
 
     // Generation moves on spec changes only (custom resource with a status subresource).
     let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> = Api::all(client.clone());

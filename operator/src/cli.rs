@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use kube::ResourceExt;
 
+pub use switchboard_worker::cli::{LogFormat, init_logging};
+
 use crate::manifest::ObjectSet;
 use crate::render::{self, RenderSettings, Workload};
 
@@ -33,6 +35,10 @@ pub enum Command {
     Lint(LintArgs),
     /// Run the operator: reconcile Integrations, Credentials, OutboundMessages and Schedules.
     Operator(OperatorArgs),
+    /// Run a worker (inside worker pods), or one run of a Schedule with `run-once`.
+    Worker(switchboard_worker::cli::WorkerArgs),
+    /// List, show and replay a running worker's dead letters.
+    Dlq(switchboard_worker::cli::DlqArgs),
     /// Run Switchboard on this machine: a local cluster, the operator, and the given manifests.
     Dev(crate::dev::DevArgs),
 }
@@ -67,15 +73,6 @@ pub struct OperatorArgs {
     /// Log level (`RUST_LOG` overrides it).
     #[arg(long, env = "SWITCHBOARD_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
-}
-
-/// Log formats.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
 }
 
 /// Arguments of `switchboard crds`.
@@ -130,19 +127,16 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Render(args) => render_command(args),
         Command::Lint(args) => crate::governance::lint::run(args),
         Command::Operator(args) => operator(args),
+        Command::Worker(args) => {
+            tokio_runtime().block_on(switchboard_worker::cli::run_worker(args))
+        }
+        Command::Dlq(args) => tokio_runtime().block_on(switchboard_worker::cli::run_dlq(args)),
         Command::Dev(args) => crate::dev::run(args),
     }
 }
 
-/// Install logging: `level` unless `RUST_LOG` says otherwise, on standard error.
-pub fn init_logging(level: &str, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
+fn tokio_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime")
 }
 
 fn operator(args: OperatorArgs) -> ExitCode {

@@ -392,7 +392,8 @@ pub struct TargetConfig {
 }
 
 /// The kinds of target, tagged by `type`.
-// Read once at start and never copied in bulk, so variant size does not matter.
+// Targets are few and built once per config; boxing the large variant would only make the
+// contract clumsier to write.
 #[allow(clippy::large_enum_variant)]
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(tag = "type", rename_all = "camelCase")]
@@ -754,55 +755,6 @@ impl Default for ServerConfig {
     }
 }
 
-/// The `${name}` placeholders of a template, in order of appearance.
-///
-/// This is the template syntax of the contract: a placeholder is `${` + a name of letters,
-/// digits and underscores (not starting with a digit) + `}`. Any other `${` is an error, so a
-/// typo never reaches a target as literal text.
-pub fn template_placeholders(template: &str) -> Result<Vec<&str>, TemplateSyntaxError> {
-    let mut found = Vec::new();
-    let mut rest = template;
-    let mut offset = 0;
-    while let Some(start) = rest.find("${") {
-        let after = &rest[start + 2..];
-        let end =
-            after.find('}').ok_or(TemplateSyntaxError::Unterminated { offset: offset + start })?;
-        let name = &after[..end];
-        let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid {
-            return Err(TemplateSyntaxError::InvalidName {
-                offset: offset + start,
-                name: name.chars().take(64).collect(),
-            });
-        }
-        found.push(name);
-        let consumed = start + 2 + end + 1;
-        offset += consumed;
-        rest = &rest[consumed..];
-    }
-    Ok(found)
-}
-
-/// A template that does not follow the `${name}` syntax.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TemplateSyntaxError {
-    /// `${` without a closing `}`.
-    #[error("unterminated placeholder at byte {offset}: `${{` without `}}`")]
-    Unterminated {
-        /// Byte offset of the `${`.
-        offset: usize,
-    },
-    /// `${...}` whose content is not a variable name.
-    #[error("invalid placeholder `${{{name}}}` at byte {offset}: names are letters, digits and _")]
-    InvalidName {
-        /// Byte offset of the `${`.
-        offset: usize,
-        /// What stood between the braces (at most 64 characters).
-        name: String,
-    },
-}
-
 /// Why a config could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -843,38 +795,6 @@ impl WorkerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn placeholders_are_found_in_order() {
-        assert_eq!(
-            template_placeholders("/a/${id}/b?x=${x_1}${id}").unwrap(),
-            vec!["id", "x_1", "id"]
-        );
-        assert_eq!(
-            template_placeholders("no placeholders, just $ and { }").unwrap(),
-            Vec::<&str>::new()
-        );
-    }
-
-    #[test]
-    fn malformed_placeholders_are_errors() {
-        assert_eq!(
-            template_placeholders("a ${id").unwrap_err(),
-            TemplateSyntaxError::Unterminated { offset: 2 }
-        );
-        assert!(matches!(
-            template_placeholders("${1x}"),
-            Err(TemplateSyntaxError::InvalidName { .. })
-        ));
-        assert!(matches!(
-            template_placeholders("${a.b}"),
-            Err(TemplateSyntaxError::InvalidName { .. })
-        ));
-        assert!(matches!(
-            template_placeholders("${}"),
-            Err(TemplateSyntaxError::InvalidName { .. })
-        ));
-    }
 
     #[test]
     fn configs_of_another_version_are_refused_by_name() {

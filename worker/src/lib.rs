@@ -2,5 +2,36 @@
 //!
 //! [`config`] is the operator/worker contract: the typed, versioned configuration the operator
 //! renders and the worker reads. The operator depends on this crate, never the reverse.
+//! [`status`] is the other half of that contract: the document a worker serves on `/status`.
+//!
+//! ```text
+//!  inbound (axum: verify → parse → dedup) ──▶ queue (redb, group commit) ──▶ runtime::delivery
+//!                                                 │                              │ transform (CEL)
+//!                                                 └── dead letters ◀── exhausted ┘ delivery::Outbound
+//! ```
+//!
+//! The inbound half: [`inbound`] (webhook and API receivers, signature schemes, CloudEvents),
+//! [`transform`] (CEL filter and field map), [`queue`] (durable queue and dead letters),
+//! [`runtime`] (the worker process and its admin port) and [`cli`].
+//!
+//! The outbound half of the runtime:
+//!
+//! - [`delivery`] delivers one event to one target: [`delivery::Outbound`] with retries,
+//!   backoff, `Retry-After`, a circuit breaker per endpoint and idempotency keys;
+//! - [`outbound`] builds and sends the requests: templates, REST and SOAP, safe XML, the
+//!   HTTP clients with TLS and the SSRF guard;
+//! - [`credentials`] loads mounted Secret files and authenticates requests (basic, bearer,
+//!   API key, OAuth2 client credentials, mTLS, HMAC signatures).
 
+#![forbid(unsafe_code)]
+
+pub mod cli;
 pub mod config;
+pub mod credentials;
+pub mod delivery;
+pub mod inbound;
+pub mod outbound;
+pub mod queue;
+pub mod runtime;
+pub mod status;
+pub mod transform;

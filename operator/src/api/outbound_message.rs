@@ -11,8 +11,6 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use switchboard_worker::config::template_placeholders;
-
 use super::common::{
     CircuitBreaker, Condition, CredentialRef, DNS_LABEL_PATTERN, DURATION_PATTERN, Owner,
     RetryPolicy, SecretKeyRef, VARIABLE_NAME_PATTERN,
@@ -243,47 +241,6 @@ impl Method {
     /// Declared variables, or none.
     pub fn variables(&self) -> &[Variable] {
         self.variables.as_deref().unwrap_or_default()
-    }
-
-    /// Every template of the method with its field name: path, query values, header values,
-    /// body and SOAP action.
-    pub fn templates(&self) -> Vec<(String, &str)> {
-        let mut templates = vec![("path".to_string(), self.path.as_str())];
-        for (key, value) in self.query.iter().flatten() {
-            templates.push((format!("query[{key}]"), value));
-        }
-        for (key, value) in self.headers.iter().flatten() {
-            templates.push((format!("headers[{key}]"), value));
-        }
-        if let Some(body) = &self.body {
-            templates.push(("body".to_string(), body));
-        }
-        if let Some(action) = &self.soap_action {
-            templates.push(("soapAction".to_string(), action));
-        }
-        templates
-    }
-
-    /// Problems with the method's templates: malformed placeholders and placeholders that
-    /// name no declared variable. Empty when the templates are consistent.
-    pub fn template_problems(&self) -> Vec<String> {
-        let declared: Vec<&str> = self.variables().iter().map(|v| v.name.as_str()).collect();
-        let mut problems = Vec::new();
-        for (field, template) in self.templates() {
-            match template_placeholders(template) {
-                Ok(names) => {
-                    for name in names {
-                        if !declared.contains(&name) {
-                            problems.push(format!(
-                                "{field} uses ${{{name}}}, which is not declared in variables"
-                            ));
-                        }
-                    }
-                }
-                Err(error) => problems.push(format!("{field}: {error}")),
-            }
-        }
-        problems
     }
 }
 

@@ -27,6 +27,7 @@ where
     let namespace = object.namespace().unwrap_or_default();
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
     let params = PatchParams::apply(FIELD_MANAGER).force();
+    tracing::debug!(kind = %K::kind(&()), %namespace, name = %object.name_any(), "api write: apply");
     Ok(api.patch(&object.name_any(), &params, &Patch::Apply(object)).await?)
 }
 
@@ -53,6 +54,7 @@ where
         return Ok(false);
     }
     ctx.require_leader()?;
+    tracing::debug!(kind = %K::kind(&()), %namespace, %name, "api write: delete");
     let params = DeleteParams {
         propagation_policy: Some(PropagationPolicy::Background),
         ..DeleteParams::default()
@@ -81,6 +83,7 @@ where
         "metadata": {"resourceVersion": resource_version},
         "status": status,
     });
+    tracing::debug!(kind = %K::kind(&()), %name, "api write: status");
     api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
     Ok(())
 }
@@ -99,6 +102,7 @@ pub async fn event<K>(
     if ctx.require_leader().is_err() {
         return;
     }
+    tracing::debug!(kind = %K::kind(&()), name = ?object.meta().name, reason, "api write: event");
     let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
     let event = Event {
         type_,

@@ -118,7 +118,7 @@ mod tests {
             last_transition_time: time(1),
         };
         let (first, t1) = merge(
-            &[foreign.clone()],
+            std::slice::from_ref(&foreign),
             &[Desired::no("Ready", "SecretNotFound", "no secret")],
             2,
             &time(10),

@@ -204,22 +204,22 @@ async fn reconcile_inner(object: &Unchecked<Credential>, ctx: &Context) -> Resul
         (Some(_), _) => Some(Time(now)),
         (None, _) => old.last_rotated.clone(),
     };
-    if ready.status && ready.reason == "Valid" {
-        if let (Some(rotation), Some(rotated)) = (&credential.spec.rotation, &last_rotated) {
-            if let Ok(max_age) = parse_duration(&rotation.max_age) {
-                let age = now.as_second() - rotated.0.as_second();
-                if age > max_age.as_secs() as i64 {
-                    ready = Desired::yes(
-                        condition::READY,
-                        "RotationOverdue",
-                        format!(
-                            "the Secret was last rotated {} day(s) ago, longer than rotation.maxAge {}",
-                            age / 86400,
-                            rotation.max_age
-                        ),
-                    );
-                }
-            }
+    if ready.status
+        && ready.reason == "Valid"
+        && let (Some(rotation), Some(rotated)) = (&credential.spec.rotation, &last_rotated)
+        && let Ok(max_age) = parse_duration(&rotation.max_age)
+    {
+        let age = now.as_second() - rotated.0.as_second();
+        if age > max_age.as_secs() as i64 {
+            ready = Desired::yes(
+                condition::READY,
+                "RotationOverdue",
+                format!(
+                    "the Secret was last rotated {} day(s) ago, longer than rotation.maxAge {}",
+                    age / 86400,
+                    rotation.max_age
+                ),
+            );
         }
     }
     let consumers: Vec<Consumer> = ctx

@@ -36,8 +36,8 @@ pub struct LeaseTiming {
 impl Default for LeaseTiming {
     fn default() -> Self {
         LeaseTiming {
-            lease_duration: Duration::from_secs(15),
-            renew_deadline: Duration::from_secs(10),
+            lease_duration: Duration::from_secs(12),
+            renew_deadline: Duration::from_secs(8),
             retry_period: Duration::from_secs(2),
         }
     }

@@ -43,9 +43,7 @@ pub fn readiness(
     let problems: Vec<String> = spec
         .methods
         .iter()
-        .flat_map(|m| {
-            m.template_problems().into_iter().map(move |p| format!("method {}: {p}", m.name))
-        })
+        .filter_map(|m| crate::render::method_problem(&message.name_any(), spec, m))
         .collect();
     if !problems.is_empty() {
         return Desired::no(condition::READY, "UndeclaredVariable", problems.join("; "));

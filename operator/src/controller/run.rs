@@ -24,6 +24,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
+use kube::runtime::WatchStreamExt;
 use kube::runtime::controller::Controller;
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::ObjectRef;
@@ -31,7 +32,7 @@ use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::Value;
 use tokio::sync::watch;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use super::index::{
     Key, RefIndex, integration_references, outbound_message_references, schedule_references,
@@ -187,13 +188,10 @@ pub async fn run(client: Client, settings: OperatorSettings) -> anyhow::Result<(
     let cfg = watcher::Config::default().any_semantic();
     let managed =
         watcher::Config::default().labels("app.kubernetes.io/managed-by=switchboard-operator");
-    let integrations =
-        Controller::new(Api::<Unchecked<Integration>>::all(client.clone()), cfg.clone());
-    let credentials =
-        Controller::new(Api::<Unchecked<Credential>>::all(client.clone()), cfg.clone());
-    let outbound_messages =
-        Controller::new(Api::<Unchecked<OutboundMessage>>::all(client.clone()), cfg.clone());
-    let schedules = Controller::new(Api::<Unchecked<Schedule>>::all(client.clone()), cfg.clone());
+    let integrations = main_controller::<Integration>(&client, &cfg);
+    let credentials = main_controller::<Credential>(&client, &cfg);
+    let outbound_messages = main_controller::<OutboundMessage>(&client, &cfg);
+    let schedules = main_controller::<Schedule>(&client, &cfg);
     let stores = Stores {
         integrations: integrations.store(),
         credentials: credentials.store(),
@@ -220,7 +218,7 @@ pub async fn run(client: Client, settings: OperatorSettings) -> anyhow::Result<(
     macro_rules! owned {
         ($controller:expr, $($child:ty),*) => {{
             let mut c = $controller;
-            $( c = c.owns(Api::<PartialObjectMeta<$child>>::all(client.clone()), managed.clone()); )*
+            $( c = c.owns_stream(objects(Api::<PartialObjectMeta<$child>>::all(client.clone()), managed.clone())); )*
             c
         }};
     }
@@ -238,14 +236,21 @@ pub async fn run(client: Client, settings: OperatorSettings) -> anyhow::Result<(
         RoleBinding,
         PodDisruptionBudget
     )
-    .watches(Api::<Unchecked<Credential>>::all(client.clone()), cfg.clone(), move |c| {
-        let key = Key::new("Credential", &c.namespace().unwrap_or_default(), &c.name_any());
-        refs_to::<Unchecked<Integration>>(i_index.consumers_transitive(&key), "Integration")
-    })
-    .watches(Api::<Unchecked<OutboundMessage>>::all(client.clone()), cfg.clone(), move |m| {
-        let key = Key::new("OutboundMessage", &m.namespace().unwrap_or_default(), &m.name_any());
-        refs_to::<Unchecked<Integration>>(i_index2.consumers(&key), "Integration")
-    })
+    .watches_stream(
+        objects(Api::<Unchecked<Credential>>::all(client.clone()), cfg.clone()),
+        move |c| {
+            let key = Key::new("Credential", &c.namespace().unwrap_or_default(), &c.name_any());
+            refs_to::<Unchecked<Integration>>(i_index.consumers_transitive(&key), "Integration")
+        },
+    )
+    .watches_stream(
+        objects(Api::<Unchecked<OutboundMessage>>::all(client.clone()), cfg.clone()),
+        move |m| {
+            let key =
+                Key::new("OutboundMessage", &m.namespace().unwrap_or_default(), &m.name_any());
+            refs_to::<Unchecked<Integration>>(i_index2.consumers(&key), "Integration")
+        },
+    )
     .with_config(controller_config.clone())
     .graceful_shutdown_on(shutdown_signal())
     .run(integration::reconcile, error_policy, ctx.clone())
@@ -255,34 +260,45 @@ pub async fn run(client: Client, settings: OperatorSettings) -> anyhow::Result<(
     let c_index = index.clone();
     let c_index2 = index.clone();
     let credentials = credentials
-        .watches(
-            Api::<PartialObjectMeta<Secret>>::all(client.clone()),
-            watcher::Config::default(),
+        .watches_stream(
+            objects(
+                Api::<PartialObjectMeta<Secret>>::all(client.clone()),
+                watcher::Config::default(),
+            ),
             move |s| {
                 let key = Key::new("Secret", &s.namespace().unwrap_or_default(), &s.name_any());
                 refs_to::<Unchecked<Credential>>(c_index.consumers(&key), "Credential")
             },
         )
-        .watches(Api::<Unchecked<Integration>>::all(client.clone()), cfg.clone(), move |i| {
-            let Ok(typed) = i.typed() else { return Vec::new() };
-            let direct = integration_references(&typed);
-            let via_messages: Vec<Key> = direct
-                .iter()
-                .filter(|k| k.kind == "OutboundMessage")
-                .flat_map(|k| c_index2.references(k))
-                .collect();
-            refs_to::<Unchecked<Credential>>(direct.into_iter().chain(via_messages), "Credential")
-        })
-        .watches(Api::<Unchecked<OutboundMessage>>::all(client.clone()), cfg.clone(), move |m| {
-            m.typed()
-                .map(|typed| {
-                    refs_to::<Unchecked<Credential>>(
-                        outbound_message_references(&typed),
-                        "Credential",
-                    )
-                })
-                .unwrap_or_default()
-        })
+        .watches_stream(
+            objects(Api::<Unchecked<Integration>>::all(client.clone()), cfg.clone()),
+            move |i| {
+                let Ok(typed) = i.typed() else { return Vec::new() };
+                let direct = integration_references(&typed);
+                let via_messages: Vec<Key> = direct
+                    .iter()
+                    .filter(|k| k.kind == "OutboundMessage")
+                    .flat_map(|k| c_index2.references(k))
+                    .collect();
+                refs_to::<Unchecked<Credential>>(
+                    direct.into_iter().chain(via_messages),
+                    "Credential",
+                )
+            },
+        )
+        .watches_stream(
+            objects(Api::<Unchecked<OutboundMessage>>::all(client.clone()), cfg.clone()),
+            move |m| {
+                m.typed()
+                    .map(|typed| {
+                        refs_to::<Unchecked<Credential>>(
+                            outbound_message_references(&typed),
+                            "Credential",
+                        )
+                    })
+                    .unwrap_or_default()
+            },
+        )
         .with_config(controller_config.clone())
         .graceful_shutdown_on(shutdown_signal())
         .run(credential::reconcile, error_policy, ctx.clone())
@@ -290,30 +306,39 @@ pub async fn run(client: Client, settings: OperatorSettings) -> anyhow::Result<(
 
     let m_index = index.clone();
     let outbound_messages = outbound_messages
-        .watches(Api::<Unchecked<Credential>>::all(client.clone()), cfg.clone(), move |c| {
-            let key = Key::new("Credential", &c.namespace().unwrap_or_default(), &c.name_any());
-            refs_to::<Unchecked<OutboundMessage>>(m_index.consumers(&key), "OutboundMessage")
-        })
-        .watches(Api::<Unchecked<Integration>>::all(client.clone()), cfg.clone(), |i| {
-            i.typed()
-                .map(|t| {
-                    refs_to::<Unchecked<OutboundMessage>>(
-                        integration_references(&t),
-                        "OutboundMessage",
-                    )
-                })
-                .unwrap_or_default()
-        })
-        .watches(Api::<Unchecked<Schedule>>::all(client.clone()), cfg.clone(), |s| {
-            s.typed()
-                .map(|t| {
-                    refs_to::<Unchecked<OutboundMessage>>(
-                        schedule_references(&t),
-                        "OutboundMessage",
-                    )
-                })
-                .unwrap_or_default()
-        })
+        .watches_stream(
+            objects(Api::<Unchecked<Credential>>::all(client.clone()), cfg.clone()),
+            move |c| {
+                let key = Key::new("Credential", &c.namespace().unwrap_or_default(), &c.name_any());
+                refs_to::<Unchecked<OutboundMessage>>(m_index.consumers(&key), "OutboundMessage")
+            },
+        )
+        .watches_stream(
+            objects(Api::<Unchecked<Integration>>::all(client.clone()), cfg.clone()),
+            |i| {
+                i.typed()
+                    .map(|t| {
+                        refs_to::<Unchecked<OutboundMessage>>(
+                            integration_references(&t),
+                            "OutboundMessage",
+                        )
+                    })
+                    .unwrap_or_default()
+            },
+        )
+        .watches_stream(
+            objects(Api::<Unchecked<Schedule>>::all(client.clone()), cfg.clone()),
+            |s| {
+                s.typed()
+                    .map(|t| {
+                        refs_to::<Unchecked<OutboundMessage>>(
+                            schedule_references(&t),
+                            "OutboundMessage",
+                        )
+                    })
+                    .unwrap_or_default()
+            },
+        )
         .with_config(controller_config.clone())
         .graceful_shutdown_on(shutdown_signal())
         .run(outbound_message::reconcile, error_policy, ctx.clone())
@@ -322,9 +347,11 @@ pub async fn run(client: Client, settings: OperatorSettings) -> anyhow::Result<(
     let s_index = index.clone();
     let s_index2 = index.clone();
     let schedules = owned!(schedules, CronJob, ConfigMap)
-        .watches(
-            Api::<PartialObjectMeta<Job>>::all(client.clone()),
-            watcher::Config::default().labels(LABEL_SCHEDULE),
+        .watches_stream(
+            objects(
+                Api::<PartialObjectMeta<Job>>::all(client.clone()),
+                watcher::Config::default().labels(LABEL_SCHEDULE),
+            ),
             |job| {
                 let name = job.labels().get(LABEL_SCHEDULE).cloned();
                 name.map(|n| ObjectRef::new(&n).within(&job.namespace().unwrap_or_default()))
@@ -332,20 +359,30 @@ pub async fn run(client: Client, settings: OperatorSettings) -> anyhow::Result<(
                     .collect::<Vec<_>>()
             },
         )
-        .watches(Api::<Unchecked<Integration>>::all(client.clone()), cfg.clone(), move |i| {
-            let key = Key::new("Integration", &i.namespace().unwrap_or_default(), &i.name_any());
-            refs_to::<Unchecked<Schedule>>(s_index.consumers(&key), "Schedule")
-        })
-        .watches(Api::<Unchecked<Credential>>::all(client.clone()), cfg.clone(), move |c| {
-            let key = Key::new("Credential", &c.namespace().unwrap_or_default(), &c.name_any());
-            let users = s_index2.consumers_transitive(&key);
-            let via_integrations: Vec<Key> = users
-                .iter()
-                .filter(|k| k.kind == "Integration")
-                .flat_map(|k| s_index2.consumers(k))
-                .collect();
-            refs_to::<Unchecked<Schedule>>(users.into_iter().chain(via_integrations), "Schedule")
-        })
+        .watches_stream(
+            objects(Api::<Unchecked<Integration>>::all(client.clone()), cfg.clone()),
+            move |i| {
+                let key =
+                    Key::new("Integration", &i.namespace().unwrap_or_default(), &i.name_any());
+                refs_to::<Unchecked<Schedule>>(s_index.consumers(&key), "Schedule")
+            },
+        )
+        .watches_stream(
+            objects(Api::<Unchecked<Credential>>::all(client.clone()), cfg.clone()),
+            move |c| {
+                let key = Key::new("Credential", &c.namespace().unwrap_or_default(), &c.name_any());
+                let users = s_index2.consumers_transitive(&key);
+                let via_integrations: Vec<Key> = users
+                    .iter()
+                    .filter(|k| k.kind == "Integration")
+                    .flat_map(|k| s_index2.consumers(k))
+                    .collect();
+                refs_to::<Unchecked<Schedule>>(
+                    users.into_iter().chain(via_integrations),
+                    "Schedule",
+                )
+            },
+        )
         .with_config(controller_config)
         .graceful_shutdown_on(shutdown_signal())
         .run(schedule::reconcile, error_policy, ctx.clone())
@@ -355,10 +392,10 @@ pub async fn run(client: Client, settings: OperatorSettings) -> anyhow::Result<(
     let ready_stores = stores.clone();
     tokio::spawn(async move {
         let synced = tokio::try_join!(
-            ready_stores.integrations.wait_until_ready(),
-            ready_stores.credentials.wait_until_ready(),
-            ready_stores.outbound_messages.wait_until_ready(),
-            ready_stores.schedules.wait_until_ready(),
+            until_ready(&ready_stores.integrations),
+            until_ready(&ready_stores.credentials),
+            until_ready(&ready_stores.outbound_messages),
+            until_ready(&ready_stores.schedules),
         );
         if synced.is_ok() {
             info!("caches synced");
@@ -376,6 +413,101 @@ pub async fn run(client: Client, settings: OperatorSettings) -> anyhow::Result<(
         lost = leadership.wait_for(|l| *l == Leadership::Lost) => {
             lost?;
             anyhow::bail!("lost the lease to another replica; exiting so that a restart rejoins as a follower")
+        }
+    }
+}
+
+/// A watch whose failures back off on their own and never reach the controller.
+///
+/// A controller applies one backoff to all its trigger streams together, so after an API
+/// server restart a dozen reconnecting watches would push it to its 30 s ceiling and keep it
+/// there. Here each watch retries alone (0.5 s doubling to 5 s) and logs its errors; the
+/// controller only ever sees objects.
+fn objects<K>(
+    api: Api<K>,
+    config: watcher::Config,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+    K::DynamicType: Default,
+{
+    watcher(api, config).backoff(QuickBackoff::default()).touched_objects().filter(|item| {
+        if let Err(error) = item {
+            warn!(%error, kind = %K::kind(&K::DynamicType::default()), "watch failed; retrying");
+        }
+        futures::future::ready(item.is_ok())
+    })
+}
+
+/// The controller of one kind, over a watch with its own backoff and a cache.
+fn main_controller<K>(client: &Client, config: &watcher::Config) -> Controller<Unchecked<K>>
+where
+    K: Resource<DynamicType = ()> + 'static,
+    Unchecked<K>: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = kube::runtime::reflector::store();
+    let stream = watcher(Api::<Unchecked<K>>::all(client.clone()), config.clone())
+        .backoff(QuickBackoff::default())
+        .reflect(writer)
+        .applied_objects()
+        .filter(|item| {
+            if let Err(error) = item {
+                warn!(%error, kind = %K::kind(&()), "watch failed; retrying");
+            }
+            futures::future::ready(item.is_ok())
+        });
+    Controller::for_stream(stream, reader)
+}
+
+/// Exponential backoff from 0.5 s to 5 s, reset by the first success.
+#[derive(Clone, Debug)]
+struct QuickBackoff {
+    next: std::time::Duration,
+}
+
+impl Default for QuickBackoff {
+    fn default() -> Self {
+        QuickBackoff { next: std::time::Duration::from_millis(500) }
+    }
+}
+
+impl Iterator for QuickBackoff {
+    type Item = std::time::Duration;
+    fn next(&mut self) -> Option<std::time::Duration> {
+        let delay = self.next;
+        self.next = (self.next * 2).min(std::time::Duration::from_secs(5));
+        Some(delay)
+    }
+}
+
+impl kube::runtime::utils::Backoff for QuickBackoff {
+    fn reset(&mut self) {
+        *self = QuickBackoff::default();
+    }
+}
+
+/// Wait until a cache has its first full list. The store's readiness signal wakes only its
+/// most recent waiter (the controller also waits on it), so ask again every half second
+/// rather than wait once.
+async fn until_ready<K>(
+    store: &kube::runtime::reflector::Store<K>,
+) -> Result<(), kube::runtime::reflector::store::WriterDropped>
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        if let Ok(result) =
+            tokio::time::timeout(std::time::Duration::from_millis(500), store.wait_until_ready())
+                .await
+        {
+            return result;
         }
     }
 }

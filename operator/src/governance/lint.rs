@@ -251,7 +251,9 @@ fn check_references(set: &ObjectSet, findings: &mut Findings) {
         }
         for message in set.outbound_messages.iter().filter(|o| in_ns(o.object.namespace())) {
             for (i, method) in message.object.spec.methods.iter().enumerate() {
-                for problem in method.template_problems() {
+                if let Some(problem) =
+                    render::method_problem(&message.object.name_any(), &message.object.spec, method)
+                {
                     findings.add(
                         "invalid-template",
                         Some(&message.origin),

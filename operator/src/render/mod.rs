@@ -35,7 +35,7 @@ use crate::api::{Credential, Integration, OutboundMessage};
 
 pub use metadata::*;
 pub use schedule::render_schedule;
-pub use worker_config::render_worker_config;
+pub use worker_config::{method_problem, render_worker_config};
 pub use workload::{render_integration, service_name, worker_name};
 
 /// Default image of workers (and of the operator): the one `switchboard` binary.

@@ -20,6 +20,10 @@ use switchboard_worker::config::{
     WatermarkConfig, WebhookConfig, WorkerConfig,
 };
 
+use switchboard_worker::outbound::template::{Encoding, Template, TemplateError};
+
+use crate::api::OutboundMessageSpec;
+
 use super::{Problems, References, RenderErrorReason, RenderErrors, child_name};
 use crate::api::{
     ApiKeyLocation, CredentialType, DatabaseConnection, DatabaseTls, InboundAuth, InboundAuthType,
@@ -193,11 +197,11 @@ impl<'a> Resolver<'a> {
             return None;
         };
         let om_field = format!("OutboundMessage {message}");
-        for problem in found.template_problems() {
+        if let Some(problem) = method_problem(message, spec, found) {
             self.problems.add(
                 RenderErrorReason::InvalidTemplate,
                 field,
-                format!("{om_field} method {method:?}: {problem}"),
+                format!("{om_field}: {problem}"),
             );
         }
         let credential = spec.credential_ref.as_ref().and_then(|c| {
@@ -363,6 +367,37 @@ fn hmac_scheme(scheme: crate::api::HmacScheme) -> &'static str {
         crate::api::HmacScheme::Stripe => "stripe",
         crate::api::HmacScheme::Custom => "custom",
     }
+}
+
+/// What a worker would refuse about one method: its templates (syntax, undeclared variables,
+/// placement in the body) and URL, judged by the worker's own request builder so that render,
+/// lint and the OutboundMessage status agree with the runtime.
+pub fn method_problem(
+    message: &str,
+    spec: &OutboundMessageSpec,
+    method: &Method,
+) -> Option<String> {
+    let call = OutboundCall {
+        endpoint: EndpointConfig {
+            name: message.to_string(),
+            url: spec.endpoint.clone(),
+            protocol: spec.protocol.as_str().into(),
+            soap_version: spec.soap.as_ref().map(|s| match s.version {
+                crate::api::SoapVersion::V1_1 => "1.1".into(),
+                crate::api::SoapVersion::V1_2 => "1.2".into(),
+            }),
+            credential: None,
+            client_certificate: None,
+            ca_file: None,
+            server_name: None,
+            timeout_ms: 1000,
+            retry: RetryConfig { max_attempts: 1, initial_backoff_ms: 0, max_backoff_ms: 0 },
+            circuit_breaker: CircuitBreakerConfig { failure_threshold: 1, open_for_ms: 0 },
+        },
+        method: method_config(method),
+        variables: BTreeMap::new(),
+    };
+    switchboard_worker::outbound::request::check_call(&call).err().map(|e| e.to_string())
 }
 
 /// A method as the worker sees it.
@@ -680,24 +715,25 @@ fn check_target_variables(
             check_call_variables(r, &format!("{field}.outboundMessage"), call, &provided)
         }
         TargetKind::Email(email) => {
+            let declared: Vec<VariableConfig> = provided
+                .iter()
+                .map(|name| VariableConfig {
+                    name: name.clone(),
+                    default: None,
+                    max_length: u32::MAX,
+                })
+                .collect();
             for (part, template) in [("subject", &email.subject), ("body", &email.body)] {
-                match contract::template_placeholders(template) {
-                    Ok(names) => {
-                        for name in names {
-                            if !provided.contains(name) {
-                                r.problems.add(
-                                    RenderErrorReason::MissingVariable,
-                                    format!("{field}.email.{part}"),
-                                    format!("uses ${{{name}}}, which transform.fieldMap does not provide"),
-                                );
-                            }
-                        }
-                    }
-                    Err(e) => r.problems.add(
-                        RenderErrorReason::InvalidTemplate,
+                if let Err(error) = Template::parse(template, Encoding::Text, &declared) {
+                    let reason = match error {
+                        TemplateError::Undeclared { .. } => RenderErrorReason::MissingVariable,
+                        _ => RenderErrorReason::InvalidTemplate,
+                    };
+                    r.problems.add(
+                        reason,
                         format!("{field}.email.{part}"),
-                        e.to_string(),
-                    ),
+                        format!("{error} (variables come from transform.fieldMap)"),
+                    );
                 }
             }
         }

@@ -1,0 +1,317 @@
+//! Command-line surface of the worker, mounted into the `switchboard` binary:
+//!
+//! ```text
+//!  switchboard worker   --config FILE [--admin-token-file F] [--log-format json]   serve
+//!  switchboard worker run-once --config FILE                                        one run (Schedule Job)
+//!  switchboard dlq list   [--all] [--limit N]   --url http://worker:9090 --token-file F
+//!  switchboard dlq show   ID
+//!  switchboard dlq replay ID... [--by NAME]
+//! ```
+//!
+//! `dlq` talks to a running worker's admin API; it never opens the store itself, so it works
+//! the same against a pod (through `kubectl port-forward`) and a local `switchboard dev`.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Subcommand, ValueEnum};
+
+use crate::runtime::admin::ADMIN_TOKEN_FILE_ENV;
+use crate::runtime::delivery::Deliverer;
+
+/// Environment variable with the admin API URL for `dlq`.
+pub const ADMIN_URL_ENV: &str = "SWITCHBOARD_ADMIN_URL";
+/// Where a Kubernetes Job's container leaves its termination message.
+pub const TERMINATION_LOG: &str = "/dev/termination-log";
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `switchboard worker`.
+#[derive(Args, Debug, Clone)]
+#[command(args_conflicts_with_subcommands = false)]
+pub struct WorkerArgs {
+    /// One run instead of serving.
+    #[command(subcommand)]
+    pub command: Option<WorkerCommand>,
+    /// Rendered worker config.
+    #[arg(
+        long,
+        global = true,
+        env = "SWITCHBOARD_CONFIG",
+        default_value = "/etc/switchboard/worker.yaml"
+    )]
+    pub config: PathBuf,
+    /// File holding the token that the dead-letter API requires.
+    #[arg(long, global = true, env = ADMIN_TOKEN_FILE_ENV)]
+    pub admin_token_file: Option<PathBuf>,
+    /// Listen address of inbound traffic (default: all addresses, the config's port).
+    #[arg(long, global = true)]
+    pub inbound_addr: Option<SocketAddr>,
+    /// Listen address of the admin port (default: all addresses, the config's port).
+    #[arg(long, global = true)]
+    pub admin_addr: Option<SocketAddr>,
+    /// Queue and dead-letter directory (default: the config's dataDir).
+    #[arg(long, global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, global = true, env = "SWITCHBOARD_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Where `run-once` writes its termination message.
+    #[arg(long, global = true, default_value = TERMINATION_LOG)]
+    pub termination_log: PathBuf,
+}
+
+/// Subcommands of `switchboard worker`.
+#[derive(Subcommand, Debug, Clone)]
+pub enum WorkerCommand {
+    /// Run the config's outbound call (or one pull of its source) once and exit: 0 on
+    /// success, 1 on failure, with the message in the termination log.
+    RunOnce,
+}
+
+/// `switchboard dlq`.
+#[derive(Args, Debug, Clone)]
+pub struct DlqArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: DlqCommand,
+    /// Admin URL of the worker.
+    #[arg(long, global = true, env = ADMIN_URL_ENV, default_value = "http://127.0.0.1:9090")]
+    pub url: String,
+    /// File holding the admin token.
+    #[arg(long, global = true, env = ADMIN_TOKEN_FILE_ENV)]
+    pub token_file: Option<PathBuf>,
+    /// Print JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// Subcommands of `switchboard dlq`.
+#[derive(Subcommand, Debug, Clone)]
+pub enum DlqCommand {
+    /// List dead letters, newest first.
+    List {
+        /// Include replayed ones.
+        #[arg(long)]
+        all: bool,
+        /// Most entries.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Show one dead letter with its event and attempt history.
+    Show {
+        /// Dead-letter id.
+        id: String,
+    },
+    /// Put dead letters back into the queue; who and when are recorded.
+    Replay {
+        /// Dead-letter ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
+        /// Who replays (default: $USER).
+        #[arg(long, env = "USER")]
+        by: Option<String>,
+    },
+}
+
+/// Install logging: `level` unless `RUST_LOG` says otherwise.
+pub fn init_logging(level: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+fn log_level_of(config: &Path) -> String {
+    crate::runtime::load_config(config)
+        .map(|c| c.server.log_level)
+        .unwrap_or_else(|_| "info".into())
+}
+
+/// The deliverer for a config's targets.
+pub fn deliverer_for(config: &crate::config::WorkerConfig) -> Result<Arc<dyn Deliverer>, String> {
+    crate::runtime::outbound::deliverer_for(config)
+}
+
+/// `switchboard worker ...`.
+pub async fn run_worker(args: WorkerArgs) -> ExitCode {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    init_logging(&log_level_of(&args.config), args.log_format);
+    match args.command {
+        Some(WorkerCommand::RunOnce) => {
+            let result = crate::runtime::run_once::run_once(&args.config).await;
+            let (code, message) = match &result {
+                Ok(summary) => (ExitCode::SUCCESS, summary.clone()),
+                Err(e) => (ExitCode::FAILURE, format!("{}: {e}", e.category())),
+            };
+            if result.is_ok() {
+                tracing::info!(summary = %message, "run succeeded");
+            } else {
+                tracing::error!(error = %message, "run failed");
+            }
+            // Kubernetes shows this file's content as the container's termination message.
+            if let Ok(mut f) =
+                std::fs::OpenOptions::new().write(true).truncate(true).open(&args.termination_log)
+            {
+                let _ = f.write_all(message.as_bytes());
+            }
+            code
+        }
+        None => {
+            let options = crate::runtime::WorkerOptions {
+                config_path: args.config,
+                admin_token_file: args.admin_token_file,
+                inbound_addr: args.inbound_addr,
+                admin_addr: args.admin_addr,
+                data_dir: args.data_dir,
+            };
+            match crate::runtime::run_worker(options, deliverer_for).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "worker failed");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+/// `switchboard dlq ...`.
+pub async fn run_dlq(args: DlqArgs) -> ExitCode {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match dlq(&args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dlq(args: &DlqArgs) -> Result<(), String> {
+    let token_file = args.token_file.as_ref().ok_or_else(|| {
+        format!("the admin token is required: --token-file or {ADMIN_TOKEN_FILE_ENV}")
+    })?;
+    let token = std::fs::read_to_string(token_file)
+        .map_err(|e| format!("cannot read token file {}: {}", token_file.display(), e.kind()))?;
+    let token = token.trim().to_string();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let base = args.url.trim_end_matches('/');
+    let send = |req: reqwest::RequestBuilder| {
+        let token = token.clone();
+        async move {
+            let response = req
+                .bearer_auth(token)
+                .send()
+                .await
+                .map_err(|e| format!("admin API unreachable: {e}"))?;
+            let status = response.status();
+            let body: serde_json::Value = response
+                .json()
+                .await
+                .map_err(|e| format!("admin API answered {status} without JSON: {e}"))?;
+            if !status.is_success() {
+                let message = body["message"].as_str().unwrap_or("request failed");
+                return Err(format!("{status}: {message}"));
+            }
+            Ok(body)
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    match &args.command {
+        DlqCommand::List { all, limit } => {
+            let state = if *all { "all" } else { "pending" };
+            let body =
+                send(client.get(format!("{base}/v1/dead-letters?state={state}&limit={limit}")))
+                    .await?;
+            if args.json {
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string_pretty(&body["items"]).unwrap_or_default()
+                )
+                .ok();
+                return Ok(());
+            }
+            writeln!(
+                out,
+                "{:<38} {:<21} {:<9} {:<22} {:>8}  MESSAGE",
+                "ID", "DEAD-LETTERED", "STATE", "REASON", "ATTEMPTS"
+            )
+            .ok();
+            for item in body["items"].as_array().into_iter().flatten() {
+                let at = item["deadLetteredAt"].as_str().unwrap_or_default();
+                writeln!(
+                    out,
+                    "{:<38} {:<21} {:<9} {:<22} {:>8}  {}",
+                    item["id"].as_str().unwrap_or_default(),
+                    at.get(..19).unwrap_or(at),
+                    item["state"].as_str().unwrap_or_default(),
+                    item["reason"].as_str().unwrap_or_default(),
+                    item["attempts"].as_u64().unwrap_or_default(),
+                    item["message"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .chars()
+                        .take(80)
+                        .collect::<String>(),
+                )
+                .ok();
+            }
+        }
+        DlqCommand::Show { id } => {
+            let body =
+                send(client.get(format!("{base}/v1/dead-letters/{}", encode_segment(id)))).await?;
+            writeln!(out, "{}", serde_json::to_string_pretty(&body).unwrap_or_default()).ok();
+        }
+        DlqCommand::Replay { ids, by } => {
+            let by = by.clone().unwrap_or_else(|| "unknown".into());
+            let mut failed = 0;
+            for id in ids {
+                let url = format!("{base}/v1/dead-letters/{}/replay", encode_segment(id));
+                match send(client.post(url).json(&serde_json::json!({"by": by}))).await {
+                    Ok(body) if args.json => {
+                        writeln!(out, "{body}").ok();
+                    }
+                    Ok(body) => {
+                        writeln!(
+                            out,
+                            "replayed {id} as event {} (by {by})",
+                            body["eventId"].as_str().unwrap_or_default()
+                        )
+                        .ok();
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        eprintln!("error: {id}: {e}");
+                    }
+                }
+            }
+            if failed > 0 {
+                return Err(format!("{failed} of {} replays failed", ids.len()));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn encode_segment(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>().replace('+', "%20")
+}

@@ -1,0 +1,198 @@
+//! The bridge from the runtime's [`Deliverer`] to the outbound module's
+//! [`Outbound::deliver`], and from the inbound side's [`SecretLookup`] to the shared
+//! [`CredentialStore`] (files re-read when they change, so rotation needs no restart).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use secrecy::SecretSlice;
+
+use super::delivery::{Deliverer, DeliveryFuture, TargetOutcome};
+use crate::config::{SecretRole, TargetConfig, TargetKind, WorkerConfig};
+use crate::credentials::CredentialStore;
+use crate::delivery::{AttemptResult, DeliveryOutcome, Outbound};
+use crate::inbound::auth::SecretLookup;
+use crate::queue::Attempt;
+use crate::status::CircuitInfo;
+use crate::transform::{Variables, variable_text};
+
+impl SecretLookup for CredentialStore {
+    fn secret(&self, credential: &str, role: SecretRole) -> Result<Arc<SecretSlice<u8>>, String> {
+        self.get(credential).and_then(|c| c.secret(role)).map_err(|e| e.to_string())
+    }
+}
+
+/// Delivers to OutboundMessage targets through [`Outbound`].
+pub struct OutboundDeliverer {
+    outbound: Outbound,
+    targets: Vec<TargetConfig>,
+}
+
+impl OutboundDeliverer {
+    /// The outbound side (its credential store serves the inbound side too).
+    pub fn outbound(&self) -> &Outbound {
+        &self.outbound
+    }
+}
+
+/// The deliverer for a config. Targets other than OutboundMessage (database, email) are
+/// refused with a clear reason: this worker build does not deliver to them.
+pub fn outbound_deliverer(config: &WorkerConfig) -> Result<Arc<OutboundDeliverer>, String> {
+    for target in &config.targets {
+        let kind = match &target.kind {
+            TargetKind::OutboundMessage(_) => continue,
+            TargetKind::Database(_) => "database",
+            TargetKind::Email(_) => "email",
+        };
+        return Err(format!(
+            "target {:?} is a {kind} target; this worker delivers to outboundMessage targets only (database and email targets come in a later release)",
+            target.name
+        ));
+    }
+    let outbound = Outbound::new(config).map_err(|e| e.to_string())?;
+    Ok(Arc::new(OutboundDeliverer { outbound, targets: config.targets.clone() }))
+}
+
+/// [`outbound_deliverer`] as a trait object.
+pub fn deliverer_for(config: &WorkerConfig) -> Result<Arc<dyn Deliverer>, String> {
+    Ok(outbound_deliverer(config)? as Arc<dyn Deliverer>)
+}
+
+/// Attempt records of the outbound module as stored in events and dead letters.
+pub fn attempts_of(target: &str, outcome: &DeliveryOutcome, total_ms: u64) -> Vec<Attempt> {
+    let records = outcome.attempts();
+    let failure = outcome.failure();
+    records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let start = r.offset.as_millis() as u64;
+            let end = records
+                .get(i + 1)
+                .map(|next| next.offset.as_millis() as u64)
+                .unwrap_or(total_ms)
+                .saturating_sub(r.delay.map(|d| d.as_millis() as u64).unwrap_or(0));
+            let (status, reason) = match &r.result {
+                AttemptResult::Status(s) if (200..300).contains(s) => {
+                    (Some(*s), "delivered".to_string())
+                }
+                AttemptResult::Status(s) => (Some(*s), format!("status_{s}")),
+                AttemptResult::Error(category) => (None, (*category).to_string()),
+                AttemptResult::CircuitOpen => (None, "circuit_open".to_string()),
+            };
+            let last = i + 1 == records.len();
+            let message = match (last, failure) {
+                (true, Some(f)) => match &f.excerpt {
+                    Some(excerpt) => format!("{f}; response: {excerpt}"),
+                    None => f.to_string(),
+                },
+                _ => String::new(),
+            };
+            Attempt {
+                target: target.to_string(),
+                at: r.at,
+                status,
+                reason,
+                message,
+                duration_ms: end.saturating_sub(start),
+            }
+        })
+        .collect()
+}
+
+/// Short reason of an outcome that did not deliver.
+pub fn failure_reason(outcome: &DeliveryOutcome) -> String {
+    match outcome {
+        DeliveryOutcome::Delivered { .. } => String::new(),
+        DeliveryOutcome::Exhausted { .. } => "retries_exhausted".into(),
+        DeliveryOutcome::CircuitOpen { .. } => "circuit_open".into(),
+        DeliveryOutcome::Failed { failure, .. } => match failure.status {
+            Some(s) => format!("status_{s}"),
+            None => failure.kind.category().to_string(),
+        },
+    }
+}
+
+fn failure_message(outcome: &DeliveryOutcome) -> String {
+    match outcome {
+        DeliveryOutcome::CircuitOpen { retry_in, .. } => {
+            format!("the target's circuit is open; next probe in {}s", retry_in.as_secs())
+        }
+        other => other.failure().map(|f| f.to_string()).unwrap_or_default(),
+    }
+}
+
+impl Deliverer for OutboundDeliverer {
+    fn deliver<'a>(
+        &'a self,
+        target: &'a TargetConfig,
+        vars: &'a Variables,
+        delivery_id: &'a str,
+    ) -> DeliveryFuture<'a> {
+        Box::pin(async move {
+            let TargetKind::OutboundMessage(call) = &target.kind else {
+                return TargetOutcome {
+                    delivered: false,
+                    attempts: vec![],
+                    retries: 0,
+                    reason: "unsupported_target".into(),
+                    message: format!("target {:?} is not an outboundMessage target", target.name),
+                };
+            };
+            let text: BTreeMap<String, String> =
+                vars.iter().map(|(k, v)| (k.clone(), variable_text(v))).collect();
+            let started = Instant::now();
+            let outcome = self.outbound.deliver(call, &text, delivery_id).await;
+            let attempts =
+                attempts_of(&target.name, &outcome, started.elapsed().as_millis() as u64);
+            let sent = outcome
+                .attempts()
+                .iter()
+                .filter(|a| !matches!(a.result, AttemptResult::CircuitOpen))
+                .count() as u64;
+            TargetOutcome {
+                delivered: outcome.is_delivered(),
+                retries: sent.saturating_sub(1),
+                reason: failure_reason(&outcome),
+                message: failure_message(&outcome),
+                attempts,
+            }
+        })
+    }
+
+    fn circuits(&self) -> Vec<CircuitInfo> {
+        self.targets
+            .iter()
+            .filter_map(|t| match &t.kind {
+                TargetKind::OutboundMessage(call) => Some(CircuitInfo {
+                    target: t.name.clone(),
+                    state: match self.outbound.circuit_state(call) {
+                        crate::delivery::CircuitState::Closed => "closed",
+                        crate::delivery::CircuitState::HalfOpen => "halfOpen",
+                        crate::delivery::CircuitState::Open => "open",
+                    }
+                    .into(),
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        self.outbound.register_metrics(registry);
+    }
+
+    fn secrets(&self) -> Option<Arc<dyn SecretLookup>> {
+        Some(Arc::new(OutboundSecrets(self.outbound.clone())))
+    }
+}
+
+/// The outbound module's credential store, shared with the inbound side.
+struct OutboundSecrets(Outbound);
+
+impl SecretLookup for OutboundSecrets {
+    fn secret(&self, credential: &str, role: SecretRole) -> Result<Arc<SecretSlice<u8>>, String> {
+        self.0.credentials().secret(credential, role)
+    }
+}

@@ -1,0 +1,153 @@
+//! The durable queue and dead-letter store on a real file: group commit, restart recovery,
+//! duplicate memory, dead-letter limits, retention and replay.
+
+use std::sync::atomic::Ordering;
+
+use chrono::Utc;
+use switchboard_worker::queue::{
+    Completion, DeadLetter, Queue, QueueError, QueueSettings, QueuedEvent, StoredRequest,
+};
+
+fn event(id: &str, source_id: Option<&str>) -> QueuedEvent {
+    QueuedEvent {
+        id: id.into(),
+        source_id: source_id.map(str::to_string),
+        received_at: Utc::now(),
+        route: "/hook".into(),
+        pending_targets: vec!["a".into(), "b".into()],
+        request: StoredRequest {
+            method: "POST".into(),
+            path: "/hook".into(),
+            ..Default::default()
+        },
+        attempts: vec![],
+        replays: vec![],
+        body: format!("{{\"id\":\"{id}\"}}").into_bytes(),
+    }
+}
+
+fn dead(event: QueuedEvent) -> DeadLetter {
+    DeadLetter {
+        id: event.id.clone(),
+        dead_lettered_at: Utc::now(),
+        reason: "retries_exhausted".into(),
+        message: "status 503".into(),
+        failed_targets: vec!["b".into()],
+        state: "pending".into(),
+        event,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_enqueues_share_commits_and_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = Queue::open(dir.path(), QueueSettings::default()).unwrap();
+    let n = 1000;
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let q = queue.clone();
+            tokio::spawn(
+                async move { q.enqueue(event(&format!("e{i}"), Some(&format!("s{i}")))).await },
+            )
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let c = queue.counters();
+    let commits = c.commits.load(Ordering::Relaxed);
+    assert!(commits < n as u64, "{n} enqueues took {commits} commits: no group commit");
+    assert_eq!(c.accepted.load(Ordering::Relaxed), n as u64);
+    assert!(queue.seen("s7").unwrap());
+    assert!(!queue.seen("unknown").unwrap());
+    let pending = queue.pending_after(0, 10_000).unwrap();
+    assert_eq!(pending.len(), n);
+    // Complete a few, then reopen: the rest is still there, and so are the counters.
+    for (seq, _) in pending.iter().take(10) {
+        queue.complete(*seq, Completion::Delivered, 1).unwrap();
+    }
+    queue.close().await.unwrap();
+    drop(queue);
+    let queue = Queue::open(dir.path(), QueueSettings::default()).unwrap();
+    assert_eq!(queue.pending_after(0, 10_000).unwrap().len(), n - 10);
+    let snap = queue.counters().snapshot();
+    assert_eq!(
+        (snap.accepted, snap.delivered, snap.retried, snap.queue_depth),
+        (n as u64, 10, 10, n as u64 - 10)
+    );
+    assert!(queue.seen("s999").unwrap());
+    // A closed queue refuses work instead of losing it silently.
+    queue.close().await.unwrap();
+    assert!(matches!(queue.enqueue(event("late", None)).await, Err(QueueError::Closed)));
+}
+
+#[tokio::test]
+async fn dead_letters_are_listed_replayed_once_and_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = QueueSettings { dead_letter_max_entries: 3, ..QueueSettings::default() };
+    let queue = Queue::open(dir.path(), settings).unwrap();
+    let mut seqs = Vec::new();
+    for i in 0..5 {
+        seqs.push(queue.enqueue(event(&format!("d{i}"), None)).await.unwrap());
+    }
+    for (i, seq) in seqs.iter().enumerate() {
+        queue.dead_letter(Some(*seq), dead(event(&format!("d{i}"), None)), 2).await.unwrap();
+    }
+    let snap = queue.counters().snapshot();
+    assert_eq!(snap.dead_lettered, 5);
+    assert_eq!(snap.dead_letters_dropped, 2, "the oldest beyond the limit are dropped and counted");
+    assert_eq!(snap.dead_letters_pending, 3);
+    assert_eq!(snap.queue_depth, 0);
+    let list = queue.list_dead_letters(true, 10).unwrap();
+    assert_eq!(list.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["d4", "d3", "d2"]);
+    assert!(matches!(queue.get_dead_letter("d0"), Err(QueueError::NotFound(_))));
+
+    let new_id = queue.replay("d3", "alice").await.unwrap();
+    assert!(matches!(queue.replay("d3", "bob").await, Err(QueueError::AlreadyReplayed(_))));
+    assert!(matches!(queue.replay("nope", "bob").await, Err(QueueError::NotFound(_))));
+    let replayed = queue.get_dead_letter("d3").unwrap();
+    assert_eq!(replayed.state, "replayed");
+    assert_eq!(replayed.event.replays[0].by, "alice");
+    let queued = queue.pending_after(0, 10).unwrap();
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].1.id, new_id);
+    assert_eq!(
+        queued[0].1.pending_targets,
+        vec!["b".to_string()],
+        "only the failed targets are retried"
+    );
+    assert_eq!(queued[0].1.body, br#"{"id":"d3"}"#);
+    assert_eq!(queue.list_dead_letters(true, 10).unwrap().len(), 2);
+    assert_eq!(queue.list_dead_letters(false, 10).unwrap().len(), 3);
+    let snap = queue.counters().snapshot();
+    assert_eq!((snap.replayed, snap.dead_letters_pending, snap.queue_depth), (1, 2, 1));
+}
+
+#[tokio::test]
+async fn expired_ids_and_old_dead_letters_are_pruned() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings =
+        QueueSettings { dedup_ttl_ms: 0, dead_letter_retention_ms: 0, ..QueueSettings::default() };
+    let queue = Queue::open(dir.path(), settings).unwrap();
+    let seq = queue.enqueue(event("p1", Some("sender-1"))).await.unwrap();
+    let mut old = dead(event("p1", None));
+    old.dead_lettered_at = Utc::now() - chrono::Duration::days(30);
+    queue.dead_letter(Some(seq), old, 0).await.unwrap();
+    queue.prune().await.unwrap();
+    assert!(!queue.seen("sender-1").unwrap());
+    assert!(queue.list_dead_letters(false, 10).unwrap().is_empty());
+    let snap = queue.counters().snapshot();
+    assert_eq!((snap.dead_letters_dropped, snap.dead_letters_pending), (1, 0));
+}
+
+#[tokio::test]
+async fn a_corrupt_store_is_an_error_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join(switchboard_worker::queue::STORE_FILE),
+        b"not a redb file at all",
+    )
+    .unwrap();
+    let err = Queue::open(dir.path(), QueueSettings::default()).err().expect("refused");
+    assert_eq!(err.category(), "storage");
+}

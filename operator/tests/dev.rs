@@ -128,6 +128,34 @@ fn switchboard_dev_runs_the_examples_and_stops_cleanly() {
     assert!(shown.contains("Request sink http://127.0.0.1:"), "{shown}");
     assert!(shown.contains("point at it"), "the rewrites are announced:\n{shown}");
 
+    // A worker runs as a local process on its own address, behind its Service: an invoice
+    // posted to the inbound URL the view prints is delivered, through the SOAP target, to the
+    // request sink standing in for the billing system.
+    let invoices = wait_for("the order-invoicing inbound URL", || {
+        text().lines().rev().find_map(|l| {
+            let rest = l.trim().strip_prefix("acme-integrations/order-invoicing  http://")?;
+            Some(format!("http://{}v1/invoices", rest.split_whitespace().next()?))
+        })
+    });
+    let delivered = wait_for("an invoice delivered through the worker", || {
+        let out = Command::new("curl")
+            .args(["-s", "--max-time", "10", "-X", "POST", "-H", "content-type: application/json"])
+            // The example's (fake) API token, from examples/40-legacy-billing-soap.yaml.
+            .args(["-H", "Authorization: Bearer FAKE-webshop-token"])
+            .args(["-d", r#"{"orderNumber":"o-1","customer":{"number":"c-9"},"total":{"amount":12.5,"currency":"EUR"}}"#])
+            .arg(&invoices)
+            .output()
+            .ok()?;
+        let body = String::from_utf8_lossy(&out.stdout).into_owned();
+        body.contains("\"delivered\"").then_some(body)
+    });
+    assert!(delivered.contains("\"id\""), "{delivered}");
+    wait_for("the sink to show the SOAP call", || {
+        text()
+            .contains("/billing.dc1.acme.example:8443/services/InvoiceService/  → 200 (soap)")
+            .then_some(())
+    });
+
     // kubectl through the printed KUBECONFIG.
     let kubeconfig =
         PathBuf::from(line_value(&shown, "export KUBECONFIG=").expect("a KUBECONFIG line"));

@@ -127,15 +127,7 @@ async fn dev(args: DevArgs) -> Result<(), DevError> {
     let exe = std::env::current_exe()
         .map_err(|e| DevError::Io(format!("cannot find this executable: {e}")))?;
 
-    let sink = if args.no_sink {
-        None
-    } else {
-        Some(
-            RequestSink::start(SinkConfig::default())
-                .await
-                .map_err(|e| DevError::Io(format!("request sink: {e}")))?,
-        )
-    };
+    let sink = if args.no_sink { None } else { Some(start_sink(args.state_dir.as_deref()).await?) };
     let config = devcluster::Config {
         state_dir: args.state_dir.clone(),
         port: args.port,
@@ -244,6 +236,33 @@ async fn dev(args: DevArgs) -> Result<(), DevError> {
         println!("stopped");
     }
     Ok(())
+}
+
+/// Starts the sink; with a state directory on the address it had last time, so the
+/// endpoints pointed at it (and so the workers' config hashes) stay the same between runs.
+async fn start_sink(state_dir: Option<&std::path::Path>) -> Result<RequestSink, DevError> {
+    let remembered = state_dir.map(|d| d.join("sink.addr"));
+    let previous: Option<std::net::SocketAddr> = remembered
+        .as_ref()
+        .and_then(|f| std::fs::read_to_string(f).ok())
+        .and_then(|t| t.trim().parse().ok());
+    let reused = match previous {
+        Some(addr) => RequestSink::start(SinkConfig { addr, ..SinkConfig::default() }).await.ok(),
+        None => None,
+    };
+    let sink = match reused {
+        Some(sink) => sink,
+        None => RequestSink::start(SinkConfig::default())
+            .await
+            .map_err(|e| DevError::Io(format!("request sink: {e}")))?,
+    };
+    if let Some(file) = remembered {
+        if let Some(dir) = file.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let _ = std::fs::write(file, sink.addr().to_string());
+    }
+    Ok(sink)
 }
 
 async fn shutdown_signal() {

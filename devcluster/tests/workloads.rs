@@ -550,3 +550,43 @@ async fn a_statefulset_starts_ordinal_pods_in_order_with_claims() {
     );
     assert_eq!(String::from_utf8_lossy(&claims.stdout), "data-store-0 data-store-1 Bound Bound");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn following_logs_ends_with_the_container_and_dropping_the_cluster_ends_every_process() {
+    let cluster = DevCluster::start(config()).await.unwrap();
+    let client = cluster.client().await.unwrap();
+    namespace(&client, "life").await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "life");
+    let pp = PostParams::default();
+    let short = json!({"metadata": {"name": "short"}, "spec": {"restartPolicy": "Never",
+        "containers": [{"name": "run", "image": IMAGE, "args": ["exit", "--code", "0", "--sleep-ms", "1500"]}]}});
+    let long = json!({"metadata": {"name": "long"}, "spec": {"containers": [{"name": "app", "image": IMAGE,
+        "args": ["serve", "--port", "8080"], "ports": [{"containerPort": 8080}]}]}});
+    pods.create(&pp, &serde_json::from_value(short).unwrap()).await.unwrap();
+    pods.create(&pp, &serde_json::from_value(long).unwrap()).await.unwrap();
+
+    // `kubectl logs -f` streams until the container ends.
+    wait_for("the short container to start", || async {
+        let p = pods.get("short").await.ok()?;
+        p.status?.container_statuses?.first()?.state.as_ref()?.running.as_ref().map(|_| ())
+    })
+    .await;
+    let kubeconfig = cluster.kubeconfig_path();
+    let followed = tokio::task::spawn_blocking(move || {
+        kubectl(&kubeconfig, &["-n", "life", "logs", "-f", "short"])
+    })
+    .await
+    .unwrap();
+    assert!(followed.status.success(), "{}", String::from_utf8_lossy(&followed.stderr));
+    assert_eq!(String::from_utf8_lossy(&followed.stdout), "exiting with code 0\n");
+    let done = pods.get("short").await.unwrap();
+    assert_eq!(done.status.unwrap().phase.as_deref(), Some("Succeeded"));
+
+    let pid = wait_for("the long-running pod's process", || async {
+        pid_of(&pods.get("long").await.ok()?)
+    })
+    .await;
+    assert!(alive(pid));
+    drop(cluster);
+    wait_for("the process to end with the cluster", || async { (!alive(pid)).then_some(()) }).await;
+}

@@ -9,14 +9,20 @@
 //! server.
 //!
 //! ```text
-//!  kubectl / kube::Client ──HTTPS──▶ http (auth, RBAC, routing, tables, watch)
+//!  kubectl / kube::Client ──HTTPS──▶ http (auth, RBAC, routing, tables, watch, pods/log)
 //!                                      │
 //!                                      ▼
 //!        in-process controllers ──▶ api::Core (admission: schema, defaults, managedFields)
-//!        (gc, namespaces)              │
-//!                                      ▼
-//!                                    store (objects, resourceVersions, history, state dir)
+//!        gc, namespaces                │
+//!        workloads (Deployment, …)     ▼
+//!        kubelet (Pods as processes)  store (objects, resourceVersions, history, state dir)
+//!        services (loopback proxies)
 //! ```
+//!
+//! [`kubelet`] runs each Pod's containers as local processes on an address of its own
+//! (chosen by [`kubelet::ImageRule`]s in [`Config::pods`]); [`workloads`] turns Deployments,
+//! StatefulSets, Jobs and CronJobs into Pods; [`services`] makes cluster IPs reachable on
+//! loopback; [`sink::RequestSink`] stands in for external systems.
 #![forbid(unsafe_code)]
 
 pub mod api;

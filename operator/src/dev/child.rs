@@ -36,6 +36,7 @@ impl OperatorProcess {
             .arg(format!("--lease-namespace={namespace}"))
             .arg("--identity=switchboard-dev")
             .env("KUBECONFIG", kubeconfig)
+            .env("NO_COLOR", "1")
             .env_remove("KUBERNETES_SERVICE_HOST")
             .env_remove("KUBERNETES_SERVICE_PORT")
             .env_remove("POD_NAMESPACE")

@@ -183,7 +183,7 @@ pub async fn render(view: &mut View<'_>) -> String {
             if ready {
                 continue;
             }
-            let why = status
+            let mut why = status
                 .container_statuses
                 .as_ref()
                 .and_then(|c| c.first())
@@ -205,6 +205,17 @@ pub async fn render(view: &mut View<'_>) -> String {
                         .join(", ")
                 })
                 .unwrap_or_default();
+            let running = status
+                .container_statuses
+                .as_ref()
+                .and_then(|c| c.first())
+                .is_some_and(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()));
+            if running
+                && let Some(ip) = &status.pod_ip
+                && let Some(reason) = worker_not_ready_reason(ip).await
+            {
+                why = format!("{why}; /readyz: {}", cut(&reason, 110));
+            }
             lines.push(format!(
                 "  {}/{}  {phase}  {why}",
                 p.metadata.namespace.clone().unwrap_or_default(),
@@ -245,4 +256,16 @@ pub async fn render(view: &mut View<'_>) -> String {
         }
     }
     out
+}
+
+/// What a running worker says on its admin port's `/readyz` when it is not ready.
+async fn worker_not_ready_reason(ip: &str) -> Option<String> {
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(800))
+        .no_proxy()
+        .build()
+        .ok()?;
+    let url = format!("http://{ip}:{}/readyz", switchboard_worker::config::ADMIN_PORT);
+    let body: Value = client.get(url).send().await.ok()?.json().await.ok()?;
+    body.get("reason").and_then(Value::as_str).map(str::to_string)
 }

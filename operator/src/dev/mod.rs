@@ -92,6 +92,8 @@ fn switchboard_image_rule(exe: PathBuf) -> ImageRule {
         env: vec![
             ("SWITCHBOARD_ROOT".into(), "{pod_root}".into()),
             ("SWITCHBOARD_BIND_ADDRESS".into(), "{pod_ip}".into()),
+            // Their output goes to log files that kubectl logs serves: no colour codes.
+            ("NO_COLOR".into(), "1".into()),
         ],
     }
 }

@@ -252,6 +252,14 @@ async fn a_deployment_runs_rolls_and_stops_a_local_process() {
         .await
         .unwrap();
     let second = ready_pod(&pods, first.metadata.name.as_deref()).await;
+    let kubeconfig = cluster.kubeconfig_path();
+    let status = tokio::task::spawn_blocking(move || {
+        kubectl(&kubeconfig, &["-n", "apps", "rollout", "status", "deploy/web", "--timeout=90s"])
+    })
+    .await
+    .unwrap();
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    assert!(String::from_utf8_lossy(&status.stdout).contains("successfully rolled out"));
     rolled_out(&deployments).await;
     wait_for("the old pod to be gone", || async {
         let list = pods.list(&ListParams::default().labels("app=web")).await.ok()?;

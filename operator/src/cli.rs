@@ -33,6 +33,8 @@ pub enum Command {
     Render(RenderArgs),
     /// Check resources for governance problems before they are merged.
     Lint(LintArgs),
+    /// The auditor's view: inventory, findings and data-flow diagram, from files or a cluster.
+    Report(ReportArgs),
     /// Run the operator: reconcile Integrations, Credentials, OutboundMessages and Schedules.
     Operator(OperatorArgs),
     /// Run a worker (inside worker pods), or one run of a Schedule with `run-once`.
@@ -67,12 +69,19 @@ pub struct OperatorArgs {
     /// Reconciles in flight per kind.
     #[arg(long, default_value_t = 4)]
     pub concurrency: u16,
+    /// How often each integration's workers are asked for their `/status` (runtime health).
+    #[arg(long, env = "SWITCHBOARD_STATUS_INTERVAL", default_value = "15s", value_parser = parse_duration_arg)]
+    pub status_interval: std::time::Duration,
     /// Log format.
     #[arg(long, value_enum, env = "SWITCHBOARD_LOG_FORMAT", default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
     /// Log level (`RUST_LOG` overrides it).
     #[arg(long, env = "SWITCHBOARD_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
+    /// Export traces (a span per reconcile) over OTLP/HTTP to this endpoint, for example
+    /// `http://otel-collector.monitoring:4318`.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// Arguments of `switchboard crds`.
@@ -119,6 +128,7 @@ pub enum Format {
 }
 
 pub use crate::governance::lint::LintArgs;
+pub use crate::governance::report::ReportArgs;
 
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
@@ -126,6 +136,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Crds(args) => crds(args),
         Command::Render(args) => render_command(args),
         Command::Lint(args) => crate::governance::lint::run(args),
+        Command::Report(args) => crate::governance::report::run(args),
         Command::Operator(args) => operator(args),
         Command::Worker(args) => {
             tokio_runtime().block_on(switchboard_worker::cli::run_worker(args))
@@ -135,12 +146,15 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
+fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {
+    crate::api::parse_duration(text)
+}
+
 fn tokio_runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime")
 }
 
 fn operator(args: OperatorArgs) -> ExitCode {
-    init_logging(&args.log_level, args.log_format);
     let _ = rustls::crypto::ring::default_provider().install_default();
     let identity = args.identity.clone().unwrap_or_else(|| {
         std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -156,14 +170,25 @@ fn operator(args: OperatorArgs) -> ExitCode {
         timing: crate::controller::leader::LeaseTiming::default(),
         worker_image: args.worker_image,
         concurrency: args.concurrency,
+        runtime: crate::controller::runtime::RuntimeSettings {
+            interval: args.status_interval,
+            ..Default::default()
+        },
     };
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
-    let result = runtime.block_on(async {
+    let result = tokio_runtime().block_on(async {
+        let telemetry = crate::telemetry::init(
+            &args.log_level,
+            args.log_format,
+            args.otlp_endpoint.as_deref(),
+            "switchboard-operator",
+        )
+        .map_err(|e| anyhow::anyhow!(e))?;
         let client = kube::Client::try_default()
             .await
             .map_err(|e| anyhow::anyhow!("cannot reach the Kubernetes API: {e}"))?;
-        crate::controller::run::run(client, settings).await
+        let result = crate::controller::run::run(client, settings).await;
+        telemetry.shutdown();
+        result
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -11,3 +11,4 @@ pub mod dev;
 pub mod governance;
 pub mod manifest;
 pub mod render;
+pub mod telemetry;

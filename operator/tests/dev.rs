@@ -198,10 +198,14 @@ fn switchboard_dev_runs_the_examples_and_stops_cleanly() {
             6,
             "granted: list integrations"
         );
-        let pods: Api<Pod> = Api::all(operator.clone());
-        match pods.list(&ListParams::default()).await {
+        let pods: Api<Pod> = Api::namespaced(operator.clone(), "acme-integrations");
+        assert!(pods.list(&ListParams::default()).await.is_ok(), "granted: read worker pods");
+        let pod: Pod = serde_json::from_value(serde_json::json!({"metadata": {"name": "intruder"},
+            "spec": {"containers": [{"name": "c", "image": "example.test/x:1"}]}}))
+        .unwrap();
+        match pods.create(&Default::default(), &pod).await {
             Err(kube::Error::Api(e)) => assert_eq!(e.code, 403, "{e:?}"),
-            other => panic!("listing pods is not in the chart's rules, yet: {other:?}"),
+            other => panic!("creating pods is not in the chart's rules, yet: {other:?}"),
         }
         let secrets: Api<k8s_openapi::api::core::v1::Secret> =
             Api::namespaced(operator, "acme-integrations");

@@ -138,13 +138,35 @@ pub enum DlqCommand {
 
 /// Install logging: `level` unless `RUST_LOG` says otherwise.
 pub fn init_logging(level: &str, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
+    init_logging_with(level, format, None::<tracing_subscriber::layer::Identity>);
+}
+
+/// Install logging, with an extra layer (the operator adds OpenTelemetry export) beside the
+/// formatted output on standard error.
+pub fn init_logging_with<L>(level: &str, format: LogFormat, extra: Option<L>)
+where
+    L: tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync + 'static,
+{
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let directives = std::env::var("RUST_LOG").unwrap_or_else(|_| level.to_string());
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_new(&directives)
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
     };
+    let output = match format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_writer(std::io::stderr)
+            .boxed(),
+        LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(std::io::stderr).boxed(),
+    };
+    let _ = tracing_subscriber::registry()
+        .with(extra.map(|layer| layer.with_filter(filter())))
+        .with(output.with_filter(filter()))
+        .try_init();
 }
 
 fn log_level_of(config: &Path, root: Option<&Path>) -> String {

@@ -63,6 +63,8 @@ pub struct OperatorSettings {
     pub worker_image: String,
     /// Reconciles in flight per controller.
     pub concurrency: u16,
+    /// How the workers' runtime status is read.
+    pub runtime: super::runtime::RuntimeSettings,
 }
 
 const STARTING: u8 = 0;
@@ -387,6 +389,23 @@ pub async fn run(client: Client, settings: OperatorSettings) -> anyhow::Result<(
         .graceful_shutdown_on(shutdown_signal())
         .run(schedule::reconcile, error_policy, ctx.clone())
         .for_each(|_| async {});
+
+    // Worker pods, for their addresses: the runtime status is read from them.
+    let (pod_reader, pod_writer) =
+        kube::runtime::reflector::store::<k8s_openapi::api::core::v1::Pod>();
+    let worker_pods = watcher(
+        Api::<k8s_openapi::api::core::v1::Pod>::all(client.clone()),
+        watcher::Config::default().labels("app.kubernetes.io/name=switchboard-worker,app.kubernetes.io/managed-by=switchboard-operator"),
+    )
+    .backoff(QuickBackoff::default())
+    .reflect(pod_writer)
+    .for_each(|event| async move {
+        if let Err(error) = event {
+            warn!(%error, "watching worker pods failed; retrying");
+        }
+    });
+    tokio::spawn(worker_pods);
+    tokio::spawn(super::runtime::run(ctx.clone(), pod_reader, settings.runtime));
 
     let ready_state = state.clone();
     let ready_stores = stores.clone();

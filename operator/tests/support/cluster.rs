@@ -133,6 +133,16 @@ impl Env {
 
     /// Start an operator process under the chart's ServiceAccount.
     pub fn operator(&self, identity: &str, leader_elect: bool) -> OperatorProcess {
+        self.operator_with(identity, leader_elect, &[])
+    }
+
+    /// Start an operator process with extra arguments.
+    pub fn operator_with(
+        &self,
+        identity: &str,
+        leader_elect: bool,
+        extra: &[&str],
+    ) -> OperatorProcess {
         let port = free_port();
         let log = self.dir.path().join(format!("{identity}.log"));
         let file = std::fs::File::create(&log).unwrap();
@@ -145,6 +155,7 @@ impl Env {
                 &format!("--identity={identity}"),
                 "--log-level=info,switchboard=debug",
             ])
+            .args(extra)
             .env("KUBECONFIG", &self.operator_kubeconfig)
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())

@@ -59,8 +59,9 @@ pub fn signal_group(pgid: i32, signal: Signal) {
     }
 }
 
-/// What to start.
-#[derive(Clone, Debug)]
+/// What to start. Its `Debug` names the environment variables but never shows their
+/// values (they may come from Secrets).
+#[derive(Clone)]
 pub struct Launch {
     /// The executable.
     pub program: PathBuf,
@@ -70,6 +71,17 @@ pub struct Launch {
     pub env: Vec<(String, String)>,
     /// Working directory.
     pub cwd: PathBuf,
+}
+
+impl std::fmt::Debug for Launch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Launch")
+            .field("program", &self.program)
+            .field("args", &self.args.len())
+            .field("env", &self.env.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>())
+            .field("cwd", &self.cwd)
+            .finish()
+    }
 }
 
 /// A running container process.
@@ -184,5 +196,23 @@ impl From<ExitStatus> for Exit {
             (None, Some(sig)) => Exit { code: 128 + sig, signal: Some(sig) },
             (None, None) => Exit { code: 1, signal: None },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_names_variables_without_their_values() {
+        let launch = Launch {
+            program: "/bin/app".into(),
+            args: vec!["--token=CANARY-ARG".into()],
+            env: vec![("GREETING".into(), "CANARY-VALUE".into())],
+            cwd: "/tmp".into(),
+        };
+        let shown = format!("{launch:?}");
+        assert!(shown.contains("GREETING"));
+        assert!(!shown.contains("CANARY"), "{shown}");
     }
 }

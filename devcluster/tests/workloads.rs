@@ -598,3 +598,43 @@ async fn following_logs_ends_with_the_container_and_dropping_the_cluster_ends_ev
     drop(cluster);
     wait_for("the process to end with the cluster", || async { (!alive(pid)).then_some(()) }).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replace_cronjob_replaces_the_running_job_on_the_next_schedule() {
+    let cluster = DevCluster::start(config()).await.unwrap();
+    let client = cluster.client().await.unwrap();
+    namespace(&client, "replace").await;
+    let cronjobs: Api<CronJob> = Api::namespaced(client.clone(), "replace");
+    let jobs: Api<Job> = Api::namespaced(client.clone(), "replace");
+    let cj = json!({
+        "metadata": {"name": "long"},
+        "spec": {"schedule": "* * * * *", "timeZone": "Europe/Berlin", "concurrencyPolicy": "Replace",
+            "jobTemplate": {"spec": {"template": {"spec": {"restartPolicy": "Never",
+                "containers": [{"name": "run", "image": IMAGE, "args": ["serve", "--port", "8080"]}]}}}}},
+    });
+    cronjobs.create(&PostParams::default(), &serde_json::from_value(cj).unwrap()).await.unwrap();
+    cluster.clock().advance(Duration::from_secs(60));
+    let first = wait_for("the first job to run", || async {
+        let j = jobs.list(&ListParams::default()).await.ok()?.items.into_iter().next()?;
+        (j.status.as_ref()?.active == Some(1)).then_some(j)
+    })
+    .await;
+    let first_name = first.metadata.name.unwrap();
+    wait_for("the cronjob to list it as active", || async {
+        let s = cronjobs.get("long").await.ok()?.status?;
+        (s.active?.first()?.name.as_deref() == Some(first_name.as_str())).then_some(())
+    })
+    .await;
+    cluster.clock().advance(Duration::from_secs(60));
+    let second = wait_for("a second job replacing the first", || async {
+        let list = jobs.list(&ListParams::default()).await.ok()?.items;
+        (list.len() == 1 && list[0].metadata.name.as_deref() != Some(first_name.as_str()))
+            .then(|| list[0].metadata.name.clone().unwrap())
+    })
+    .await;
+    let s = cronjobs.get("long").await.unwrap().status.unwrap();
+    let scheduled = serde_json::to_value(s.last_schedule_time.unwrap()).unwrap();
+    let minutes =
+        chrono::DateTime::parse_from_rfc3339(scheduled.as_str().unwrap()).unwrap().timestamp() / 60;
+    assert_eq!(second, format!("long-{minutes}"));
+}

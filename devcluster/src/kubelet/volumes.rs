@@ -204,41 +204,23 @@ fn source_files(
     default_mode: u32,
     out: &mut Files,
 ) -> Result<(), String> {
-    if let Some(cm) = source.get("configMap") {
-        let name = cm.get("name").and_then(Value::as_str).unwrap_or("");
-        let optional = cm.get("optional").and_then(Value::as_bool).unwrap_or(false);
-        let mode = mode_of(cm.get("defaultMode"), default_mode);
-        match get_object(core, "configmaps", ns, name) {
-            Some(obj) => from_object(
-                out,
-                &object_data(&obj),
-                cm.get("items"),
-                mode,
-                false,
-                &format!("configmap {name:?}"),
-            )?,
+    let object_source = [("configMap", "configmaps", "configmap"), ("secret", "secrets", "secret")]
+        .into_iter()
+        .find_map(|(field, resource, what)| source.get(field).map(|s| (s, resource, what)));
+    if let Some((src, resource, what)) = object_source {
+        // Secret volumes name their object `secretName`, projected sources `name`.
+        let name =
+            src.get("secretName").or_else(|| src.get("name")).and_then(Value::as_str).unwrap_or("");
+        let optional = src.get("optional").and_then(Value::as_bool).unwrap_or(false);
+        let mode = mode_of(src.get("defaultMode"), default_mode);
+        let label = format!("{what} {name:?}");
+        match get_object(core, resource, ns, name) {
+            Some(obj) => {
+                let secret = resource == "secrets";
+                from_object(out, &object_data(&obj), src.get("items"), mode, secret, &label)?
+            }
             None if optional => {}
-            None => return Err(format!("configmap {name:?} not found")),
-        }
-    } else if let Some(secret) = source.get("secret") {
-        let name = secret
-            .get("secretName")
-            .or_else(|| secret.get("name"))
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        let optional = secret.get("optional").and_then(Value::as_bool).unwrap_or(false);
-        let mode = mode_of(secret.get("defaultMode"), default_mode);
-        match get_object(core, "secrets", ns, name) {
-            Some(obj) => from_object(
-                out,
-                &object_data(&obj),
-                secret.get("items"),
-                mode,
-                true,
-                &format!("secret {name:?}"),
-            )?,
-            None if optional => {}
-            None => return Err(format!("secret {name:?} not found")),
+            None => return Err(format!("{label} not found")),
         }
     } else if let Some(downward) = source.get("downwardAPI") {
         for item in downward.get("items").and_then(Value::as_array).into_iter().flatten() {

@@ -184,52 +184,21 @@ fn status(
         || available > int(&previous, "/availableReplicas").unwrap_or(0);
     let deadline = int(d, "/spec/progressDeadlineSeconds");
     let mut recheck = None;
-    if paused {
-        set_condition(
-            &mut conditions,
-            "Progressing",
-            "Unknown",
-            "DeploymentPaused",
-            "Deployment is paused",
-            &now,
-            true,
-        );
+    // (status, reason, message, whether it counts as progress now)
+    let progressing: Option<(&str, &str, String, bool)> = if paused {
+        Some(("Unknown", "DeploymentPaused", "Deployment is paused".into(), false))
     } else if complete {
         let msg = format!("ReplicaSet {rs_name:?} has successfully progressed.");
-        set_condition(
-            &mut conditions,
-            "Progressing",
-            "True",
-            "NewReplicaSetAvailable",
-            &msg,
-            &now,
-            true,
-        );
+        Some(("True", "NewReplicaSetAvailable", msg, false))
     } else if created_new {
-        let msg = format!("Created new replica set {rs_name:?}");
-        set_condition(
-            &mut conditions,
-            "Progressing",
+        Some((
             "True",
             "NewReplicaSetCreated",
-            &msg,
-            &now,
-            true,
-        );
+            format!("Created new replica set {rs_name:?}"),
+            false,
+        ))
     } else if progressed || condition_status(d, "Progressing").is_none() {
-        let msg = format!("ReplicaSet {rs_name:?} is progressing.");
-        set_condition(
-            &mut conditions,
-            "Progressing",
-            "True",
-            "ReplicaSetUpdated",
-            &msg,
-            &now,
-            true,
-        );
-        if let Some(c) = conditions.iter_mut().find(|c| c["type"] == "Progressing") {
-            c["lastUpdateTime"] = json!(now);
-        }
+        Some(("True", "ReplicaSetUpdated", format!("ReplicaSet {rs_name:?} is progressing."), true))
     } else if let Some(deadline) = deadline {
         // No progress: fail the rollout once the deadline has passed since the last progress.
         let since = conditions
@@ -238,22 +207,24 @@ fn status(
             .and_then(|c| c.get("lastUpdateTime"))
             .and_then(Value::as_str)
             .and_then(crate::clock::parse_time);
-        if let Some(since) = since {
-            let at = since + chrono::Duration::seconds(deadline);
-            if at <= ctx.clock.now() {
+        match since.map(|t| t + chrono::Duration::seconds(deadline)) {
+            Some(at) if at <= ctx.clock.now() => {
                 let msg = format!("ReplicaSet {rs_name:?} has timed out progressing.");
-                set_condition(
-                    &mut conditions,
-                    "Progressing",
-                    "False",
-                    "ProgressDeadlineExceeded",
-                    &msg,
-                    &now,
-                    true,
-                );
-            } else {
-                recheck = (at - ctx.clock.now()).to_std().ok();
+                Some(("False", "ProgressDeadlineExceeded", msg, false))
             }
+            Some(at) => {
+                recheck = (at - ctx.clock.now()).to_std().ok();
+                None
+            }
+            None => None,
+        }
+    } else {
+        None
+    };
+    if let Some((status, reason, message, touch)) = progressing {
+        set_condition(&mut conditions, "Progressing", status, reason, &message, &now, true);
+        if touch && let Some(c) = conditions.iter_mut().find(|c| c["type"] == "Progressing") {
+            c["lastUpdateTime"] = json!(now);
         }
     }
     // Available first, then Progressing, as the controller writes them.

@@ -72,6 +72,10 @@ pub struct OperatorArgs {
     /// How often each integration's workers are asked for their `/status` (runtime health).
     #[arg(long, env = "SWITCHBOARD_STATUS_INTERVAL", default_value = "15s", value_parser = parse_duration_arg)]
     pub status_interval: std::time::Duration,
+    /// Port of the workers' admin endpoint, where `/status` is read (tests and benchmarks
+    /// serve many workers from one address).
+    #[arg(long, hide = true, default_value_t = switchboard_worker::config::ADMIN_PORT)]
+    pub worker_status_port: u16,
     /// Log format.
     #[arg(long, value_enum, env = "SWITCHBOARD_LOG_FORMAT", default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -172,6 +176,7 @@ fn operator(args: OperatorArgs) -> ExitCode {
         concurrency: args.concurrency,
         runtime: crate::controller::runtime::RuntimeSettings {
             interval: args.status_interval,
+            port: args.worker_status_port,
             ..Default::default()
         },
     };

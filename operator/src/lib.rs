@@ -1,9 +1,11 @@
 //! Switchboard: a Kubernetes operator for governed integrations.
 //!
 //! `api` holds the four kinds; `render` turns them into the Kubernetes objects the operator
-//! applies; `governance` holds lint and reports; `cli` is the `switchboard` command; `dev` runs it all
-//! on this machine (`switchboard dev`).
+//! applies; `governance` holds lint and reports; `alerting` routes failing integrations' alerts
+//! to their owners' on-call; `cli` is the `switchboard` command; `dev` runs it all on this
+//! machine (`switchboard dev`).
 
+pub mod alerting;
 pub mod api;
 pub mod cli;
 pub mod controller;

@@ -46,6 +46,8 @@ pub struct RuntimeSettings {
     pub concurrency: usize,
     /// Counters alone are written at most this often.
     pub counters_every: Duration,
+    /// Port of the workers' admin endpoint (`/status`).
+    pub port: u16,
 }
 
 impl Default for RuntimeSettings {
@@ -55,6 +57,7 @@ impl Default for RuntimeSettings {
             timeout: Duration::from_secs(3),
             concurrency: 64,
             counters_every: Duration::from_secs(60),
+            port: ADMIN_PORT,
         }
     }
 }
@@ -234,8 +237,8 @@ pub async fn pass(
     http: &reqwest::Client,
     settings: &RuntimeSettings,
     last_counters: &mut HashMap<String, Instant>,
-    port: u16,
 ) -> usize {
+    let port = settings.port;
     // Worker pod IPs by (namespace, integration label).
     let mut endpoints: HashMap<(String, String), Vec<String>> = HashMap::new();
     for pod in pods.state() {
@@ -322,7 +325,7 @@ pub async fn run(ctx: Arc<Context>, pods: Store<Pod>, settings: RuntimeSettings)
             continue;
         }
         let started = Instant::now();
-        let written = pass(&ctx, &pods, &http, &settings, &mut last_counters, ADMIN_PORT).await;
+        let written = pass(&ctx, &pods, &http, &settings, &mut last_counters).await;
         debug!(written, elapsed = ?started.elapsed(), "runtime status pass");
     }
 }

@@ -41,6 +41,8 @@ pub enum Command {
     Worker(switchboard_worker::cli::WorkerArgs),
     /// List, show and replay a running worker's dead letters.
     Dlq(switchboard_worker::cli::DlqArgs),
+    /// Run Switchboard on this machine: a local cluster, the operator, and the given manifests.
+    Dev(crate::dev::DevArgs),
 }
 
 /// Arguments of `switchboard operator`.
@@ -144,6 +146,7 @@ pub fn run(cli: Cli) -> ExitCode {
             tokio_runtime().block_on(switchboard_worker::cli::run_worker(args))
         }
         Command::Dlq(args) => tokio_runtime().block_on(switchboard_worker::cli::run_dlq(args)),
+        Command::Dev(args) => crate::dev::run(args),
     }
 }
 

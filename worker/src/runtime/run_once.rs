@@ -63,9 +63,10 @@ impl RunOnceError {
     }
 }
 
-/// Run the config's call once; the summary on success.
-pub async fn run_once(config_path: &Path) -> Result<String, RunOnceError> {
-    let config = super::load_config(config_path)?;
+/// Run the config's call once; the summary on success. With `root`, the config and the
+/// paths it names are read below that directory (see `WorkerConfig::rebase`).
+pub async fn run_once(config_path: &Path, root: Option<&Path>) -> Result<String, RunOnceError> {
+    let config = super::load_rooted_config(config_path, root)?;
     if let Some(call) = &config.run {
         let outbound = Outbound::new(&config).map_err(|e| RunOnceError::Setup(e.to_string()))?;
         let id = uuid::Uuid::new_v4().to_string();

@@ -41,6 +41,8 @@ pub enum Command {
     Worker(switchboard_worker::cli::WorkerArgs),
     /// List, show and replay a running worker's dead letters.
     Dlq(switchboard_worker::cli::DlqArgs),
+    /// Run Switchboard on this machine: a local cluster, the operator, and the given manifests.
+    Dev(crate::dev::DevArgs),
 }
 
 /// Arguments of `switchboard operator`.
@@ -144,6 +146,7 @@ pub fn run(cli: Cli) -> ExitCode {
             tokio_runtime().block_on(switchboard_worker::cli::run_worker(args))
         }
         Command::Dlq(args) => tokio_runtime().block_on(switchboard_worker::cli::run_dlq(args)),
+        Command::Dev(args) => crate::dev::run(args),
     }
 }
 
@@ -165,7 +168,7 @@ fn operator(args: OperatorArgs) -> ExitCode {
     let settings = crate::controller::run::OperatorSettings {
         metrics_addr: args.metrics_addr,
         leader_election: args.leader_elect,
-        lease_namespace: args.lease_namespace,
+        lease_namespace: args.lease_namespace.clone(),
         lease_name: args.lease_name,
         identity,
         timing: crate::controller::leader::LeaseTiming::default(),
@@ -174,6 +177,7 @@ fn operator(args: OperatorArgs) -> ExitCode {
         runtime: crate::controller::runtime::RuntimeSettings {
             interval: args.status_interval,
             port: args.worker_status_port,
+            operator_namespace: args.lease_namespace.clone(),
             ..Default::default()
         },
     };

@@ -77,7 +77,7 @@ async fn main() -> anyhow::Result<()> {
             }
             None => println!("time until every Integration is Ready: did not converge"),
         }
-        let target = if n >= 10_000 { 150.0 } else { 150.0 };
+        let target = 150.0;
         println!(
             "{}",
             ratio("operator peak resident memory", operator.peak_rss_mib(), target, true, "MiB")

@@ -34,6 +34,8 @@ struct Args {
 }
 
 type Failing = Arc<Mutex<HashSet<IpAddr>>>;
+/// An Integration's (Ready, Healthy status) as the watch last saw them.
+type ConditionPair = (bool, Option<String>);
 
 fn document(failing: bool, index: usize) -> WorkerStatus {
     let now = chrono::Utc::now();
@@ -116,7 +118,7 @@ async fn main() -> anyhow::Result<()> {
         Arc::new((0..n).map(|i| (IpAddr::V4(pod_ip(i)), i)).collect());
     tokio::spawn(serve_statuses(port, failing.clone(), index_of));
 
-    let states: Arc<Mutex<HashMap<String, (bool, Option<String>)>>> = Default::default();
+    let states: Arc<Mutex<HashMap<String, ConditionPair>>> = Default::default();
     let unhealthy_at: Arc<Mutex<HashMap<String, Instant>>> = Default::default();
     let (seen_states, seen_unhealthy) = (states.clone(), unhealthy_at.clone());
     tokio::spawn(watch_conditions(client.clone(), move |name, ready, healthy| {
@@ -170,13 +172,13 @@ async fn main() -> anyhow::Result<()> {
     }
     let names: Vec<String> = sample.iter().map(|i| format!("integration-{i:05}")).collect();
     loop {
-        let seen = unhealthy_at.lock().unwrap();
-        if names.iter().all(|n| seen.contains_key(n))
-            || injected.elapsed() > Duration::from_secs(180)
-        {
+        let all_seen = {
+            let seen = unhealthy_at.lock().unwrap();
+            names.iter().all(|n| seen.contains_key(n))
+        };
+        if all_seen || injected.elapsed() > Duration::from_secs(180) {
             break;
         }
-        drop(seen);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let seen = unhealthy_at.lock().unwrap().clone();

@@ -460,7 +460,7 @@ pub async fn run(client: Client, settings: OperatorSettings) -> anyhow::Result<(
         }
     });
     tokio::spawn(worker_pods);
-    tokio::spawn(super::runtime::run(ctx.clone(), pod_reader, settings.runtime));
+    tokio::spawn(super::runtime::run(ctx.clone(), pod_reader, settings.runtime.clone()));
 
     let ready_state = state.clone();
     let ready_stores = stores.clone();

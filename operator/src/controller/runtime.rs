@@ -32,11 +32,12 @@ use super::Context;
 use super::conditions::Desired;
 use super::object::Unchecked;
 use super::status::write_status;
+use crate::alerting::{AlertRouter, AlertSettings};
 use crate::api::{Counters, Failure, Integration, IntegrationStatus, RunReport, condition};
 use crate::render::{LABEL_INTEGRATION, label_value};
 
 /// How often and how hard the worker statuses are read.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct RuntimeSettings {
     /// Time between two passes over every integration.
     pub interval: Duration,
@@ -48,6 +49,8 @@ pub struct RuntimeSettings {
     pub counters_every: Duration,
     /// Port of the workers' admin endpoint (`/status`).
     pub port: u16,
+    /// The operator's namespace (where the cluster default alert routes live).
+    pub operator_namespace: String,
 }
 
 impl Default for RuntimeSettings {
@@ -58,6 +61,7 @@ impl Default for RuntimeSettings {
             concurrency: 64,
             counters_every: Duration::from_secs(60),
             port: ADMIN_PORT,
+            operator_namespace: "switchboard-system".into(),
         }
     }
 }
@@ -237,6 +241,7 @@ pub async fn pass(
     http: &reqwest::Client,
     settings: &RuntimeSettings,
     last_counters: &mut HashMap<String, Instant>,
+    alerts: &AlertRouter,
 ) -> usize {
     let port = settings.port;
     // Worker pod IPs by (namespace, integration label).
@@ -271,39 +276,81 @@ pub async fn pass(
     let results: Vec<_> =
         futures::stream::iter(work).buffer_unordered(settings.concurrency).collect().await;
     let mut written = 0;
+    let mut views = Vec::with_capacity(results.len());
     for (object, observed) in results {
-        let Ok(integration) = object.typed() else { continue };
+        let Ok(mut integration) = object.typed() else { continue };
         let key = super::object_key(object.as_ref());
         let old = integration.status.clone().unwrap_or_default();
         let summary =
             summarize(&observed, old.last_run.as_ref(), !integration.spec.source.is_inbound());
         let counters_due =
             last_counters.get(&key).is_none_or(|at| at.elapsed() >= settings.counters_every);
-        if !worth_writing(&old, &summary, counters_due) {
-            continue;
+        if worth_writing(&old, &summary, counters_due) {
+            let fill_summary = summary.clone();
+            let result = write_status(
+                ctx,
+                object.as_ref(),
+                vec![summary.healthy.clone()],
+                move |status: &mut IntegrationStatus| {
+                    apply_summary(status, &fill_summary);
+                },
+            )
+            .await;
+            match result {
+                Ok(()) => {
+                    written += 1;
+                    last_counters.insert(key, Instant::now());
+                }
+                Err(error) => warn!(object = %key, %error, "could not write the runtime status"),
+            }
         }
-        let fill_summary = summary.clone();
+        // Alerts judge the health just computed, not the cached status of the last pass.
+        let mut status = old;
+        apply_summary(&mut status, &summary);
+        let now_time = Time(k8s_openapi::jiff::Timestamp::now());
+        let generation = integration.metadata.generation.unwrap_or(0);
+        status.conditions = super::conditions::merge(
+            &status.conditions,
+            std::slice::from_ref(&summary.healthy),
+            generation,
+            &now_time,
+        )
+        .0;
+        integration.status = Some(status);
+        views.push((object, integration));
+    }
+    let changes: Vec<_> = futures::stream::iter(views)
+        .map(|(object, integration)| async move {
+            let change = alerts.process(&integration, k8s_openapi::jiff::Timestamp::now()).await;
+            change.map(|state| (object, state))
+        })
+        .buffer_unordered(16)
+        .filter_map(futures::future::ready)
+        .collect()
+        .await;
+    for (object, state) in changes {
+        let key = super::object_key(object.as_ref());
         let result = write_status(
             ctx,
             object.as_ref(),
-            vec![summary.healthy.clone()],
+            Vec::new(),
             move |status: &mut IntegrationStatus| {
-                status.last_success_time = fill_summary.last_success_time.clone();
-                status.last_failure = fill_summary.last_failure.clone();
-                status.consecutive_failures = fill_summary.consecutive_failures;
-                status.counters = fill_summary.counters.clone();
+                status.alert = Some(state.clone());
             },
         )
         .await;
-        match result {
-            Ok(()) => {
-                written += 1;
-                last_counters.insert(key, Instant::now());
-            }
-            Err(error) => warn!(object = %key, %error, "could not write the runtime status"),
+        if let Err(error) = result {
+            warn!(object = %key, %error, "could not record the alert state");
         }
     }
     written
+}
+
+fn apply_summary(status: &mut IntegrationStatus, summary: &Summary) {
+    status.last_success_time = summary.last_success_time.clone();
+    status.last_failure = summary.last_failure.clone();
+    status.consecutive_failures = summary.consecutive_failures;
+    status.counters = summary.counters.clone();
 }
 
 /// Run passes forever (while this replica leads).
@@ -317,6 +364,8 @@ pub async fn run(ctx: Arc<Context>, pods: Store<Pod>, settings: RuntimeSettings)
         .build()
         .expect("an HTTP client");
     let mut last_counters = HashMap::new();
+    let alerts =
+        AlertRouter::from_context(&ctx, AlertSettings::new(settings.operator_namespace.clone()));
     let mut ticker = tokio::time::interval(settings.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -325,7 +374,7 @@ pub async fn run(ctx: Arc<Context>, pods: Store<Pod>, settings: RuntimeSettings)
             continue;
         }
         let started = Instant::now();
-        let written = pass(&ctx, &pods, &http, &settings, &mut last_counters).await;
+        let written = pass(&ctx, &pods, &http, &settings, &mut last_counters, &alerts).await;
         debug!(written, elapsed = ?started.elapsed(), "runtime status pass");
     }
 }

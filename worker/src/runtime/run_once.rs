@@ -68,17 +68,15 @@ impl RunOnceError {
     }
 }
 
-/// Run the config's call once; the summary on success.
-pub async fn run_once(config_path: &Path) -> Result<String, RunOnceError> {
-    run_once_with(config_path, None).await
-}
-
-/// [`run_once`] with the data directory (dead letters) overridden.
-pub async fn run_once_with(
+/// Run the config's call once; the summary on success. With `root`, the config and the
+/// paths it names are read below that directory (see `WorkerConfig::rebase`); `data_dir`
+/// overrides the config's data directory (dead letters of a pull).
+pub async fn run_once(
     config_path: &Path,
+    root: Option<&Path>,
     data_dir: Option<PathBuf>,
 ) -> Result<String, RunOnceError> {
-    let config = super::load_config(config_path)?;
+    let config = super::load_rooted_config(config_path, root)?;
     let data_dir = data_dir.unwrap_or_else(|| PathBuf::from(&config.server.data_dir));
     if let Some(call) = &config.run {
         let outbound = Outbound::new(&config).map_err(|e| RunOnceError::Setup(e.to_string()))?;

@@ -1011,4 +1011,39 @@ server:
         rebase_path(&mut relative, root);
         assert_eq!(relative, "relative/path");
     }
+
+    #[test]
+    fn rebasing_moves_the_mail_servers_ca_files() {
+        let mut config = WorkerConfig::from_yaml(CONFIG).unwrap();
+        config.source = Some(SourceConfig::Imap(ImapConfig {
+            server: "imaps://mail.acme.example:993".into(),
+            credential: "mailbox".into(),
+            mailbox: "INBOX".into(),
+            actions: vec![],
+            after_processing: "markSeen".into(),
+            move_to: None,
+            max_messages: 10,
+            ca_file: Some("/var/run/switchboard/ca/mail/ca.crt".into()),
+        }));
+        config.targets[0].kind = TargetKind::Email(EmailTargetConfig {
+            smtp: SmtpConfig {
+                server: "smtps://smtp.acme.example:465".into(),
+                credential: None,
+                insecure_allow_plaintext: false,
+                ca_file: Some("/var/run/switchboard/ca/smtp/ca.crt".into()),
+            },
+            from: "a@acme.example".into(),
+            to: vec!["b@acme.example".into()],
+            subject: "s".into(),
+            body: "b".into(),
+        });
+        config.rebase(std::path::Path::new("/pods/p"));
+        let Some(SourceConfig::Imap(imap)) = &config.source else { panic!("an IMAP source") };
+        assert_eq!(imap.ca_file.as_deref(), Some("/pods/p/var/run/switchboard/ca/mail/ca.crt"));
+        let TargetKind::Email(email) = &config.targets[0].kind else { panic!("an email target") };
+        assert_eq!(
+            email.smtp.ca_file.as_deref(),
+            Some("/pods/p/var/run/switchboard/ca/smtp/ca.crt")
+        );
+    }
 }

@@ -64,8 +64,8 @@ pub struct HealthCheckStatus {
     /// `True` when the check passed, `False` otherwise (condition style).
     pub status: String,
     /// Short CamelCase reason (`Reachable`, `ServerError`, `Unreachable`, `TlsFailed`,
-    /// `CertificateValid`, `CertificateExpiring`, `CertificateExpired`, `TokenIssued`,
-    /// `TokenUnavailable`, `ProbeSucceeded`, `ProbeFailed`, ...).
+    /// `CertificateValid`, `CertificateExpiringSoon`, `CertificateExpired`, `TokenIssued`,
+    /// `TokenEndpointUnreachable`, `TokenRejected`, `ProbeSucceeded`, `ProbeFailed`, ...).
     pub reason: String,
     /// What was found, for a person (sanitized, bounded, never a secret value).
     pub message: String,
@@ -73,6 +73,9 @@ pub struct HealthCheckStatus {
     pub last_checked: DateTime<Utc>,
     /// When `status` last changed.
     pub last_transition_time: DateTime<Utc>,
+    /// Rounds in a row this check has failed (0 while it passes).
+    #[serde(default)]
+    pub consecutive_failures: u64,
     /// Expiry of the certificate a certificate check looked at.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_after: Option<DateTime<Utc>>,

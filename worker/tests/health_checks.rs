@@ -180,7 +180,7 @@ async fn an_oauth2_token_endpoint_that_goes_away_shows_false() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     let token = last.expect("the check turns False once the endpoint is gone");
-    assert_eq!(token.reason, "TokenUnavailable", "{token:?}");
+    assert_eq!(token.reason, "TokenEndpointUnreachable", "{token:?}");
     assert!(!token.message.contains("canary-health-client-secret"), "{}", token.message);
 }
 
@@ -244,7 +244,7 @@ async fn certificates_near_expiry_are_false_with_their_date() {
     let expiring = find(&round, &format!("certificate:{soon}"));
     assert_eq!(
         (expiring.status.as_str(), expiring.reason.as_str()),
-        ("False", "CertificateExpiring"),
+        ("False", "CertificateExpiringSoon"),
         "{expiring:?}"
     );
     let not_after = expiring.not_after.expect("the date is reported");
@@ -264,7 +264,7 @@ async fn certificates_near_expiry_are_false_with_their_date() {
     let client = find(&round, "clientCertificate:client");
     assert_eq!(
         (client.status.as_str(), client.reason.as_str()),
-        ("False", "CertificateExpiring"),
+        ("False", "CertificateExpiringSoon"),
         "{client:?}"
     );
     assert!(client.not_after.is_some());
@@ -336,7 +336,7 @@ async fn mail_servers_are_checked_with_their_certificates() {
     assert_eq!(imap.status, "True", "{imap:?}");
     let imap_certificate = find(&round, &format!("certificate:127.0.0.1:{}", dovecot.port));
     assert_eq!(
-        imap_certificate.reason, "CertificateExpiring",
+        imap_certificate.reason, "CertificateExpiringSoon",
         "10 days is inside 21: {imap_certificate:?}"
     );
     let mail = find(&round, "target:mail");
@@ -401,4 +401,83 @@ async fn the_worker_serves_its_checks_on_status_and_metrics() {
         .await
         .unwrap();
     assert!(metrics.contains("check=\"target:sink\"} 0"), "{metrics}");
+}
+
+/// Issue 7's acceptance, worker side: a real worker process checks an HTTPS target whose
+/// certificate (rcgen) expires inside the warning window, and an OAuth2 credential whose token
+/// URL refuses connections; `/status` names both failures, and no secret reaches `/status`
+/// or the log.
+#[tokio::test]
+async fn the_worker_reports_an_expiring_certificate_and_an_unreachable_token_endpoint() {
+    let pki = Pki::new();
+    let (cert, key) = pki.server("billing", 3);
+    let billing = https_server(&cert, &key).await;
+    let refused = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("billing-oauth");
+    std::fs::create_dir(&creds).unwrap();
+    support::write_secret(&creds, "clientId", b"canary-status-client-id");
+    support::write_secret(&creds, "clientSecret", b"canary-status-client-secret");
+    let tail = format!(
+        "credentials:\n  billing-oauth: {{type: oauth2ClientCredentials, directory: {}, oauth2: {{tokenUrl: 'http://{refused}/oauth/token', authStyle: basic, refreshSkewSeconds: 60}}}}\n",
+        creds.display()
+    );
+    let ca = pki.ca_file().display().to_string();
+    let targets = http_target("billing", &format!("https://{billing}"), &format!(", caFile: {ca}"));
+    let config = config(&targets, &tail, "targets: true, credentials: true");
+    let config_path = dir.path().join("worker.yaml");
+    std::fs::write(&config_path, config.to_yaml()).unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "admin-token").unwrap();
+    let log = dir.path().join("worker.log");
+    let worker = runtime_support::WorkerProcess::start(
+        &config_path,
+        &dir.path().join("data"),
+        &token,
+        &log,
+        &[],
+    );
+    worker.wait_live().await;
+
+    let certificate = format!("certificate:{billing}");
+    let failing = |name: &str, doc: &serde_json::Value| {
+        doc["healthChecks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["name"] == name && c["status"] == "False")
+            .cloned()
+    };
+    let doc = worker
+        .wait_status("both checks False", |doc| {
+            failing(&certificate, doc).is_some() && failing("token:billing-oauth", doc).is_some()
+        })
+        .await;
+
+    let expiring = failing(&certificate, &doc).unwrap();
+    assert_eq!(expiring["reason"], "CertificateExpiringSoon", "{expiring}");
+    let not_after: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(expiring["notAfter"].clone()).expect("notAfter is reported");
+    let left = not_after - chrono::Utc::now();
+    assert!(left > chrono::Duration::zero() && left <= chrono::Duration::days(3), "{not_after}");
+    assert!(expiring["consecutiveFailures"].as_u64() >= Some(1), "{expiring}");
+
+    let token_check = failing("token:billing-oauth", &doc).unwrap();
+    assert_eq!(token_check["reason"], "TokenEndpointUnreachable", "{token_check}");
+    let message = token_check["message"].as_str().unwrap();
+    assert!(message.contains("billing-oauth"), "the message names the credential: {message}");
+
+    let target = doc["healthChecks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "target:billing")
+        .cloned()
+        .unwrap();
+    assert_eq!(target["status"], "True", "the target itself answers: {target}");
+
+    let everything = format!("{doc}\n{}", std::fs::read_to_string(&log).unwrap());
+    for canary in ["canary-status-client-id", "canary-status-client-secret"] {
+        assert!(!everything.contains(canary), "{canary} leaked:\n{everything}");
+    }
 }

@@ -155,6 +155,25 @@ impl FailureKind {
     }
 }
 
+/// Why [`Outbound::check_token`] found no token.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenCheckError {
+    /// The credential is unusable, or its token request failed.
+    #[error(transparent)]
+    Credential(#[from] CredentialError),
+    /// No token within the check's timeout.
+    #[error("credential {credential:?}: no token within {millis} ms")]
+    Timeout {
+        /// Credential name.
+        credential: String,
+        /// The timeout.
+        millis: u128,
+    },
+    /// The HTTP client for the token endpoint cannot be built.
+    #[error("{0}")]
+    Setup(String),
+}
+
 /// One failed attempt: safe to log, store and show (bounded, single-line, redacted).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -613,21 +632,21 @@ impl Outbound {
 
     /// Whether OAuth2 credential `name` can get a token now: through its cache, as a
     /// delivery would (a cached, unexpired token is used; otherwise one is requested).
-    pub async fn check_token(&self, name: &str, timeout: Duration) -> Result<(), AttemptFailure> {
-        let credential = self
-            .inner
-            .credentials
-            .get(name)
-            .map_err(|e| AttemptFailure::new(FailureKind::Config, e.to_string()))?;
+    pub async fn check_token(&self, name: &str, timeout: Duration) -> Result<(), TokenCheckError> {
+        let credential = self.inner.credentials.get(name)?;
         let client = self
             .inner
             .http
             .client(&TlsProfile::default(), &self.inner.credentials)
-            .map_err(|e| AttemptFailure::new(FailureKind::Config, e.to_string()))?;
-        match self.authorize(credential, &client, timeout).await {
-            Ok(_) => Ok(()),
-            Err((AttemptOutcome::Retryable(f) | AttemptOutcome::Permanent(f), _)) => Err(f),
-            Err(_) => Err(AttemptFailure::new(FailureKind::TokenRequest, "no token")),
+            .map_err(|e| TokenCheckError::Setup(e.to_string()))?;
+        match tokio::time::timeout(timeout, credential.authorize(&client, self.inner.http.policy()))
+            .await
+        {
+            Ok(result) => result.map(|_| ()).map_err(TokenCheckError::from),
+            Err(_) => Err(TokenCheckError::Timeout {
+                credential: name.to_string(),
+                millis: timeout.as_millis(),
+            }),
         }
     }
 
@@ -779,7 +798,8 @@ impl Outbound {
             Ok(Ok(authorization)) => Ok(authorization),
             Ok(Err(error)) => {
                 let kind = match error {
-                    CredentialError::TokenRequest { .. } => FailureKind::TokenRequest,
+                    CredentialError::TokenRequest { .. }
+                    | CredentialError::TokenEndpointUnreachable { .. } => FailureKind::TokenRequest,
                     CredentialError::TokenEndpointRefused { .. } => FailureKind::Egress,
                     _ => FailureKind::Credential,
                 };

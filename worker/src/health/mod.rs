@@ -14,14 +14,15 @@
 //!                             server: False when expired, untrusted or within the
 //!                             warning window; notAfter reported
 //!   credentials: true
-//!     token:<credential>      an OAuth2 token through the deliveries' own cache
+//!     token:<credential>      an OAuth2 token through the deliveries' own cache:
+//!                             TokenEndpointUnreachable (no answer) or TokenRejected
 //!     clientCertificate:<c>   expiry of an mTLS client certificate
 //!   probes
 //!     probe:<name>            the OutboundMessage call; True on its expected statuses
 //!        │
 //!        ▼
 //!  results ──▶ /status `healthChecks` (status, reason, message, lastChecked,
-//!              lastTransitionTime, notAfter) and the metrics
+//!              lastTransitionTime, consecutiveFailures, notAfter) and the metrics
 //!              switchboard_worker_health_check{check} (1/0),
 //!              switchboard_worker_certificate_expiry_timestamp_seconds{check}
 //! ```
@@ -43,7 +44,8 @@ use crate::config::{
     HealthChecksConfig, MethodConfig, OutboundCall, RetryConfig, SourceConfig, TargetKind,
     WorkerConfig,
 };
-use crate::delivery::{AttemptOutcome, FailureKind, Outbound};
+use crate::credentials::CredentialError;
+use crate::delivery::{AttemptOutcome, FailureKind, Outbound, TokenCheckError};
 use crate::email::imap::ImapServer;
 use crate::email::smtp::EmailTarget;
 use crate::outbound::egress::EgressPolicy;
@@ -86,7 +88,7 @@ pub fn expiry_result(
         CheckResult::fail("CertificateExpired", format!("the certificate expired at {date}"))
     } else if left.to_std().unwrap_or_default() <= warning {
         CheckResult::fail(
-            "CertificateExpiring",
+            "CertificateExpiringSoon",
             format!(
                 "the certificate expires at {date}, in {} day(s): within the warning window of {} day(s)",
                 left.num_days(),
@@ -380,6 +382,11 @@ impl HealthChecker {
         let status = if result.healthy { "True" } else { "False" };
         let message = crate::queue::sanitize_message(&result.message);
         let mut results = self.results.lock().unwrap_or_else(|p| p.into_inner());
+        let consecutive_failures = match results.get(name) {
+            _ if result.healthy => 0,
+            Some(previous) => previous.consecutive_failures + 1,
+            None => 1,
+        };
         let last_transition_time = match results.get(name) {
             Some(previous) if previous.status == status => previous.last_transition_time,
             previous => {
@@ -410,6 +417,7 @@ impl HealthChecker {
                 message,
                 last_checked: now,
                 last_transition_time,
+                consecutive_failures,
                 not_after: result.not_after,
             },
         );
@@ -561,13 +569,27 @@ impl HealthChecker {
     }
 
     async fn token(&self, credential: &str) -> CheckResult {
-        match self.outbound.check_token(credential, self.timeout).await {
-            Ok(()) => CheckResult::pass(
-                "TokenIssued",
-                "an access token is available (cached, or issued by the token endpoint)",
-            ),
-            Err(f) => CheckResult::fail("TokenUnavailable", f.to_string()),
-        }
+        let error = match self.outbound.check_token(credential, self.timeout).await {
+            Ok(()) => {
+                return CheckResult::pass(
+                    "TokenIssued",
+                    "an access token is available (cached, or issued by the token endpoint)",
+                );
+            }
+            Err(error) => error,
+        };
+        let reason = match &error {
+            TokenCheckError::Timeout { .. }
+            | TokenCheckError::Credential(CredentialError::TokenEndpointUnreachable { .. }) => {
+                "TokenEndpointUnreachable"
+            }
+            TokenCheckError::Credential(CredentialError::TokenRequest { .. }) => "TokenRejected",
+            TokenCheckError::Credential(CredentialError::TokenEndpointRefused { .. }) => {
+                "EgressRefused"
+            }
+            TokenCheckError::Credential(_) | TokenCheckError::Setup(_) => "Misconfigured",
+        };
+        CheckResult::fail(reason, error.to_string())
     }
 
     fn client_certificate(&self, credential: &str) -> CheckResult {
@@ -643,7 +665,7 @@ mod tests {
         let valid = expiry_result(now + day * 90, now, warning);
         assert!(valid.healthy && valid.reason == "CertificateValid", "{valid:?}");
         let soon = expiry_result(now + day * 3, now, warning);
-        assert!(!soon.healthy && soon.reason == "CertificateExpiring", "{soon:?}");
+        assert!(!soon.healthy && soon.reason == "CertificateExpiringSoon", "{soon:?}");
         assert!(soon.message.contains("21 day(s)"), "{}", soon.message);
         let gone = expiry_result(now - day, now, warning);
         assert!(!gone.healthy && gone.reason == "CertificateExpired", "{gone:?}");

@@ -365,7 +365,8 @@ pub struct CredentialStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// `Ready`: the Secret exists and holds every required key (reasons `SecretNotFound`,
-    /// `KeyMissing`, `InvalidCertificate`, `CertificateExpiring`, `RotationOverdue`).
+    /// `KeyMissing`, `InvalidCertificate`, `CertificateExpired`, `CertificateExpiringSoon`,
+    /// `RotationOverdue`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// SHA-256 over the keys this Credential reads (never the content itself). It changes

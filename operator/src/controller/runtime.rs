@@ -169,12 +169,35 @@ fn merge_health_checks(statuses: &[WorkerStatus]) -> Vec<HealthCheckResult> {
     merged.into_values().collect()
 }
 
-/// `Healthy=False` for the failing checks, when there are any: the reason of the one that
-/// started failing first, a message naming it and the others.
+/// Which failing check names the `Healthy` reason: what breaks every call (a token endpoint,
+/// an expired or untrusted certificate) before what is unavailable (a target, the source, a
+/// probe), before warnings (a certificate expiring soon or unreadable).
+fn precedence(healthy_reason: &str) -> u8 {
+    use health_check_reason::*;
+    match healthy_reason {
+        TOKEN_ENDPOINT_UNREACHABLE
+        | TOKEN_REJECTED
+        | TOKEN_UNAVAILABLE
+        | CERTIFICATE_EXPIRED
+        | CERTIFICATE_UNTRUSTED => 0,
+        CERTIFICATE_EXPIRING_SOON | CERTIFICATE_UNAVAILABLE => 2,
+        _ => 1,
+    }
+}
+
+/// `Healthy=False` for the failing checks, when there are any: the reason of the first by
+/// [`precedence`] (then the one that started failing first), a message naming it and the
+/// others.
 fn failing_checks_condition(checks: &[HealthCheckResult]) -> Option<Desired> {
     let mut failing: Vec<&HealthCheckResult> =
         checks.iter().filter(|c| c.status == "False").collect();
-    failing.sort_by_key(|c| (c.last_transition_time.as_ref().map(|t| t.0), c.name.as_str()));
+    failing.sort_by_key(|c| {
+        (
+            precedence(health_check_healthy_reason(c)),
+            c.last_transition_time.as_ref().map(|t| t.0),
+            c.name.as_str(),
+        )
+    });
     let (first, others) = failing.split_first()?;
     let mut message = format!("health check {} fails ({})", first.name, first.reason);
     if let Some(what) = &first.message {
@@ -697,12 +720,15 @@ mod tests {
         let observed = Observed { statuses: vec![worker_with_failing_checks()], unreachable: 0 };
         let summary = summarize(&observed, None, false);
         assert!(!summary.healthy.status && !summary.healthy.unknown, "{:?}", summary.healthy);
-        assert_eq!(summary.healthy.reason, "CertificateExpiringSoon", "the first to fail");
+        assert_eq!(
+            summary.healthy.reason, "TokenEndpointUnreachable",
+            "what breaks every call comes before a warning, though the warning came first"
+        );
         assert_eq!(
             summary.healthy.message,
-            "health check certificate:billing.acme.example:443 fails (CertificateExpiringSoon): \
-             the certificate expires at 1970-01-04T00:00:00Z, in 3 day(s): within the warning \
-             window of 21 day(s); also failing: token:billing-oauth (TokenEndpointUnreachable)"
+            "health check token:billing-oauth fails (TokenEndpointUnreachable): credential \
+             \"billing-oauth\": token endpoint unreachable: connection refused; also failing: \
+             certificate:billing.acme.example:443 (CertificateExpiringSoon)"
         );
         let names: Vec<&str> = summary.health_checks.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(
@@ -715,14 +741,30 @@ mod tests {
             ("False", "TokenEndpointUnreachable", Some(2))
         );
 
-        // The token endpoint alone.
-        let mut only_token = worker_with_failing_checks();
-        only_token.health_checks.remove(1);
+        // The certificate alone.
+        let mut only_certificate = worker_with_failing_checks();
+        only_certificate.health_checks.remove(2);
         let summary =
-            summarize(&Observed { statuses: vec![only_token], unreachable: 0 }, None, false);
+            summarize(&Observed { statuses: vec![only_certificate], unreachable: 0 }, None, false);
+        assert_eq!(summary.healthy.reason, "CertificateExpiringSoon");
+        assert_eq!(
+            summary.healthy.message,
+            "health check certificate:billing.acme.example:443 fails (CertificateExpiringSoon): \
+             the certificate expires at 1970-01-04T00:00:00Z, in 3 day(s): within the warning \
+             window of 21 day(s)"
+        );
+
+        // A target that fails because it gets no token: the token endpoint is named, though
+        // the target's check failed first.
+        let mut no_token = worker_with_failing_checks();
+        no_token.health_checks.remove(1);
+        no_token.health_checks[0] =
+            check("target:billing", "False", "TokenUnavailable", "no token", 250, 2);
+        let summary =
+            summarize(&Observed { statuses: vec![no_token], unreachable: 0 }, None, false);
         assert_eq!(summary.healthy.reason, "TokenEndpointUnreachable");
         assert!(
-            summary.healthy.message.starts_with("health check token:billing-oauth fails"),
+            summary.healthy.message.ends_with("also failing: target:billing (TokenUnavailable)"),
             "{}",
             summary.healthy.message
         );
@@ -859,22 +901,18 @@ mod tests {
             AlertSettings::new("switchboard-system"),
         );
         let now = Time(k8s_openapi::jiff::Timestamp::now());
-        let mut only_token = worker_with_failing_checks();
-        only_token.health_checks.remove(1);
-        let summary =
-            summarize(&Observed { statuses: vec![only_token], unreachable: 0 }, None, false);
-        let view = with_summary(integration.clone(), &summary, &now);
-        assert!(
-            router.evaluate(&view, now.0).is_none(),
-            "two failed rounds are below the threshold of three"
-        );
+        let observe = |remove: usize| {
+            let mut worker = worker_with_failing_checks();
+            worker.health_checks.remove(remove);
+            summarize(&Observed { statuses: vec![worker], unreachable: 0 }, None, false)
+        };
+        // The token endpoint alone: two failed rounds are below the threshold of three.
+        let view = with_summary(integration.clone(), &observe(1), &now);
+        assert_eq!(view.status.as_ref().unwrap().conditions[0].reason, "TokenEndpointUnreachable");
+        assert!(router.evaluate(&view, now.0).is_none(), "below the threshold");
 
-        let summary = summarize(
-            &Observed { statuses: vec![worker_with_failing_checks()], unreachable: 0 },
-            None,
-            false,
-        );
-        let view = with_summary(integration, &summary, &now);
+        // The certificate alone: four failed rounds fire.
+        let view = with_summary(integration, &observe(2), &now);
         let decision = router.evaluate(&view, now.0).expect("four failed rounds fire");
         assert_eq!(decision.action, Action::Fire);
         let alert = &decision.alert;

@@ -83,8 +83,9 @@ pub enum DevError {
     Io(String),
 }
 
-/// The image rule that runs Switchboard pods with this executable.
-fn switchboard_image_rule(exe: PathBuf) -> ImageRule {
+/// The image rule that runs Switchboard pods with the executable `exe` (this one, or in
+/// tests the built binary).
+pub fn switchboard_image_rule(exe: PathBuf) -> ImageRule {
     let repository = crate::render::DEFAULT_IMAGE.rsplit_once(':').map(|(r, _)| r).unwrap_or("");
     ImageRule {
         image: format!("{repository}:*"),

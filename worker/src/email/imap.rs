@@ -113,24 +113,13 @@ impl ImapServer {
             "imap" => (false, 143),
             _ => return Err(invalid("the scheme must be imaps or imap")),
         };
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err(invalid("credentials belong in a Credential, not in the URL"));
-        }
-        let host = url.host_str().filter(|h| !h.is_empty()).ok_or_else(|| invalid("no host"))?;
-        Ok(ImapServer {
-            host: host.trim_matches(['[', ']']).to_string(),
-            port: url.port().unwrap_or(default_port),
-            tls,
-        })
+        let (host, port) = super::server_address(&url, default_port).map_err(invalid)?;
+        Ok(ImapServer { host, port, tls })
     }
 
     /// `host:port`.
     pub fn authority(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
+        crate::outbound::tcp::authority(&self.host, self.port)
     }
 }
 

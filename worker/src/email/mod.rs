@@ -22,3 +22,14 @@ pub mod imap;
 pub mod message;
 pub mod smtp;
 pub mod source;
+
+/// Host and port of a mail server URL (`imaps://host:993`, `smtp://[::1]:587`): no user info
+/// (credentials belong in a Credential), a host, IPv6 brackets removed; `default_port` when
+/// the URL names none. The error says what is wrong.
+fn server_address(url: &url::Url, default_port: u16) -> Result<(String, u16), &'static str> {
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("credentials belong in a Credential, not in the URL");
+    }
+    let host = url.host_str().filter(|h| !h.is_empty()).ok_or("no host")?;
+    Ok((host.trim_matches(['[', ']']).to_string(), url.port().unwrap_or(default_port)))
+}

@@ -89,23 +89,13 @@ impl SmtpServer {
             "smtp" => (Security::StartTlsRequired, 587),
             _ => return Err(invalid("the scheme must be smtps or smtp")),
         };
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err(invalid("credentials belong in a Credential, not in the URL"));
-        }
-        let host = url.host_str().filter(|h| !h.is_empty()).ok_or_else(|| invalid("no host"))?;
-        Ok(SmtpServer {
-            host: host.trim_matches(['[', ']']).to_string(),
-            port: url.port().unwrap_or(default_port),
-            security,
-        })
+        let (host, port) = super::server_address(&url, default_port).map_err(invalid)?;
+        Ok(SmtpServer { host, port, security })
     }
 
     /// `host:port`, for check names and messages.
     pub fn authority(&self) -> String {
-        match self.host.parse::<IpAddr>() {
-            Ok(IpAddr::V6(_)) => format!("[{}]:{}", self.host, self.port),
-            _ => format!("{}:{}", self.host, self.port),
-        }
+        crate::outbound::tcp::authority(&self.host, self.port)
     }
 }
 

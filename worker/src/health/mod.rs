@@ -139,11 +139,7 @@ struct TlsEndpoint {
 
 impl TlsEndpoint {
     fn check_name(&self) -> String {
-        if self.host.contains(':') {
-            format!("certificate:[{}]:{}", self.host, self.port)
-        } else {
-            format!("certificate:{}:{}", self.host, self.port)
-        }
+        format!("certificate:{}", crate::outbound::tcp::authority(&self.host, self.port))
     }
 }
 

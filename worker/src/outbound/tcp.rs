@@ -79,6 +79,12 @@ impl ConnectError {
     }
 }
 
+/// `host:port`, with an IPv6 address in brackets (`[::1]:993`): how check names and
+/// messages name a server.
+pub fn authority(host: &str, port: u16) -> String {
+    if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") }
+}
+
 /// The addresses of `host` that the egress policy allows.
 pub async fn resolve(
     policy: &EgressPolicy,

@@ -17,73 +17,22 @@
 
 mod alerting_support;
 mod support;
+#[path = "../../worker/tests/tls_support/mod.rs"]
+mod tls_support;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use alerting_support::Receiver;
 use kube::Api;
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, SanType};
 use serde_json::Value;
 use support::cluster::{Env, eventually};
 use switchboard::api::Integration;
+use tls_support::{Pki, https_server};
 
 const NS: &str = "health";
 const WAIT: Duration = Duration::from_secs(120);
 const CANARY: &str = "canary-e2e-client-secret";
-
-/// A CA, and a server certificate for 127.0.0.1 that expires in `days` (PEM: CA, cert, key).
-fn certificates(days: i64) -> (String, String, String) {
-    let mut ca = CertificateParams::default();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(rcgen::DnType::CommonName, "switchboard e2e CA");
-    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
-    let mut server = CertificateParams::default();
-    server.subject_alt_names = vec![SanType::IpAddress([127, 0, 0, 1].into())];
-    // Midnight (UTC) of the day `days` from today.
-    let date = |days: i64| {
-        use chrono::Datelike;
-        let day = chrono::Utc::now() + chrono::Duration::days(days);
-        rcgen::date_time_ymd(day.year(), day.month() as u8, day.day() as u8)
-    };
-    server.not_before = date(-1);
-    server.not_after = date(days);
-    let key = KeyPair::generate().unwrap();
-    let cert = server.signed_by(&key, &ca).unwrap();
-    (ca.pem(), cert.pem(), key.serialize_pem())
-}
-
-/// An HTTPS server on loopback answering every request with 200 and an empty body.
-async fn https_server(cert: &str, key: &str) -> SocketAddr {
-    use rustls::pki_types::pem::PemObject;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let certs = rustls::pki_types::CertificateDer::pem_slice_iter(cert.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
-    let config =
-        rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(certs, key).unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(stream).await else { return };
-                let mut request = [0u8; 4096];
-                let _ = tls.read(&mut request).await;
-                let _ = tls
-                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-                    .await;
-                let _ = tls.shutdown().await;
-            });
-        }
-    });
-    addr
-}
 
 /// An OAuth2 token endpoint that issues a token to every request, on `addr`.
 async fn token_endpoint(addr: SocketAddr) {
@@ -120,6 +69,19 @@ spec:
     )
 }
 
+fn outbound_message(name: &str, endpoint: &str, settings: &str) -> String {
+    format!(
+        r#"apiVersion: switchboard.dev/v1alpha1
+kind: OutboundMessage
+metadata: {{name: {name}, namespace: {NS}}}
+spec:
+  endpoint: {endpoint}
+  {settings}
+  methods: [{{name: post, httpMethod: POST, path: /invoices}}]
+"#
+    )
+}
+
 fn manifests(ca: &str, tls: SocketAddr, api: SocketAddr, token: SocketAddr, am: &str) -> String {
     let ca_block: String = ca.lines().map(|l| format!("    {l}\n")).collect();
     let objects = [
@@ -141,26 +103,15 @@ spec:
   owner: {{team: finance-systems, contact: finance@acme.example}}
 "#
         ),
-        format!(
-            r#"apiVersion: switchboard.dev/v1alpha1
-kind: OutboundMessage
-metadata: {{name: billing-tls, namespace: {NS}}}
-spec:
-  endpoint: https://{tls}
-  tls: {{caSecretRef: {{name: billing-ca, key: ca.crt}}}}
-  methods: [{{name: post, httpMethod: POST, path: /invoices}}]
-"#
+        outbound_message(
+            "billing-tls",
+            &format!("https://{tls}"),
+            "tls: {caSecretRef: {name: billing-ca, key: ca.crt}}",
         ),
-        format!(
-            r#"apiVersion: switchboard.dev/v1alpha1
-kind: OutboundMessage
-metadata: {{name: billing-api, namespace: {NS}}}
-spec:
-  endpoint: http://{api}
-  insecureAllowHttp: true
-  credentialRef: {{name: billing-oauth}}
-  methods: [{{name: post, httpMethod: POST, path: /invoices}}]
-"#
+        outbound_message(
+            "billing-api",
+            &format!("http://{api}"),
+            "insecureAllowHttp: true\n  credentialRef: {name: billing-oauth}",
         ),
         integration("cert-watch", "billing-tls", am),
         integration("token-watch", "billing-api", am),
@@ -198,8 +149,10 @@ fn alerts_for(receiver: &Receiver, integration: &str) -> Vec<(String, String)> {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_expiring_certificate_and_an_unreachable_token_endpoint_are_conditions_and_alerts() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let (ca, cert, key) = certificates(3);
+    let pki = Pki::new();
+    let (cert, key) = pki.server("billing", 3);
     let tls = https_server(&cert, &key).await;
+    let ca = std::fs::read_to_string(pki.ca_file()).unwrap();
     let api = Receiver::start(200).await;
     let api_addr: SocketAddr = format!("127.0.0.1:{}", api.port).parse().unwrap();
     let token = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();

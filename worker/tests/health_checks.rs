@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
 
 use email_support::Pki;
+use email_support::tls_support::https_server;
 use switchboard_worker::config::WorkerConfig;
 use switchboard_worker::delivery::{CircuitState, Outbound};
 use switchboard_worker::health::HealthChecker;
@@ -83,6 +84,26 @@ fn checker(config: &WorkerConfig) -> (HealthChecker, Outbound, Arc<Metrics>) {
         .unwrap()
         .with_metrics(metrics.clone());
     (checker, outbound, metrics)
+}
+
+/// A `switchboard worker` process serving `config`, with its files in `dir`, once live.
+async fn worker_process(
+    dir: &std::path::Path,
+    config: &WorkerConfig,
+) -> runtime_support::WorkerProcess {
+    let config_path = dir.join("worker.yaml");
+    std::fs::write(&config_path, config.to_yaml()).unwrap();
+    let token = dir.join("token");
+    std::fs::write(&token, "admin-token").unwrap();
+    let worker = runtime_support::WorkerProcess::start(
+        &config_path,
+        &dir.join("data"),
+        &token,
+        &dir.join("worker.log"),
+        &[],
+    );
+    worker.wait_live().await;
+    worker
 }
 
 fn find<'a>(statuses: &'a [HealthCheckStatus], name: &str) -> &'a HealthCheckStatus {
@@ -184,39 +205,6 @@ async fn an_oauth2_token_endpoint_that_goes_away_shows_false() {
     assert!(!token.message.contains("canary-health-client-secret"), "{}", token.message);
 }
 
-/// A TLS server that answers every HTTP request with 200.
-async fn https_server(cert: &std::path::Path, key: &std::path::Path) -> SocketAddr {
-    use rustls::pki_types::pem::PemObject;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let certs = rustls::pki_types::CertificateDer::pem_file_iter(cert)
-        .unwrap()
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(key).unwrap();
-    let config =
-        rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(certs, key).unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(stream).await else { return };
-                let mut buf = [0u8; 4096];
-                let _ = tls.read(&mut buf).await;
-                let _ = tls
-                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-                    .await;
-                let _ = tls.shutdown().await;
-            });
-        }
-    });
-    addr
-}
-
 #[tokio::test]
 async fn certificates_near_expiry_are_false_with_their_date() {
     let pki = Pki::new();
@@ -282,23 +270,16 @@ async fn probes_pass_on_their_expected_statuses_only() {
     let url = format!("http://{}", server.addr);
     let probe = |name: &str, expected: &str| {
         format!(
-            "  - name: {name}\n    call:\n      {}\n      method: {{name: status, httpMethod: GET, path: /status, expectedStatuses: [{expected}]}}\n",
+            "{{name: {name}, call: {{{}, method: {{name: status, httpMethod: GET, path: /status, expectedStatuses: [{expected}]}}}}}}",
             endpoint("status-api", &url, "")
         )
     };
-    let targets = http_target("sink", &url, "");
-    let text = format!(
-        "apiVersion: worker.switchboard.dev/v1\nkind: WorkerConfig\n\
-         subject: {{kind: Integration, namespace: ops, name: checked}}\n\
-         owner: {{team: noc, contact: noc@acme.example}}\n\
-         delivery: {{mode: durable, retry: {{maxAttempts: 1, initialBackoffMs: 10, maxBackoffMs: 10}}, deadLetterRetentionSeconds: 60, deadLetterMaxEntries: 10, concurrency: 1}}\n\
-         egress: {{allowCidrs: [127.0.0.0/8]}}\n\
-         targets:\n{targets}\
-         healthChecks:\n  intervalMs: 200\n  timeoutMs: 2000\n  targets: false\n  credentials: false\n  certificateExpiryWarningSeconds: 0\n  probes:\n{}{}",
+    let checks = format!(
+        "targets: false, credentials: false, probes: [{}, {}]",
         probe("no-content", "204"),
         probe("ok-only", "200")
     );
-    let config = WorkerConfig::from_yaml(&text).unwrap();
+    let config = config(&http_target("sink", &url, ""), "", &checks);
     let (checker, _, _) = checker(&config);
     let round = checker.run_round().await;
     assert_eq!(round.len(), 2, "only the probes: {round:#?}");
@@ -352,23 +333,12 @@ async fn mail_servers_are_checked_with_their_certificates() {
 async fn the_worker_serves_its_checks_on_status_and_metrics() {
     let server = controlled(200).await;
     let dir = tempfile::tempdir().unwrap();
-    let config_path = dir.path().join("worker.yaml");
     let config = config(
         &http_target("sink", &format!("http://{}", server.addr), ""),
         "",
         "targets: true, credentials: false",
     );
-    std::fs::write(&config_path, config.to_yaml()).unwrap();
-    let token = dir.path().join("token");
-    std::fs::write(&token, "admin-token").unwrap();
-    let worker = runtime_support::WorkerProcess::start(
-        &config_path,
-        &dir.path().join("data"),
-        &token,
-        &dir.path().join("worker.log"),
-        &[],
-    );
-    worker.wait_live().await;
+    let worker = worker_process(dir.path(), &config).await;
     let check = |status: &'static str| {
         move |doc: &serde_json::Value| {
             doc["healthChecks"]
@@ -425,19 +395,7 @@ async fn the_worker_reports_an_expiring_certificate_and_an_unreachable_token_end
     let ca = pki.ca_file().display().to_string();
     let targets = http_target("billing", &format!("https://{billing}"), &format!(", caFile: {ca}"));
     let config = config(&targets, &tail, "targets: true, credentials: true");
-    let config_path = dir.path().join("worker.yaml");
-    std::fs::write(&config_path, config.to_yaml()).unwrap();
-    let token = dir.path().join("token");
-    std::fs::write(&token, "admin-token").unwrap();
-    let log = dir.path().join("worker.log");
-    let worker = runtime_support::WorkerProcess::start(
-        &config_path,
-        &dir.path().join("data"),
-        &token,
-        &log,
-        &[],
-    );
-    worker.wait_live().await;
+    let worker = worker_process(dir.path(), &config).await;
 
     let certificate = format!("certificate:{billing}");
     let failing = |name: &str, doc: &serde_json::Value| {
@@ -476,7 +434,7 @@ async fn the_worker_reports_an_expiring_certificate_and_an_unreachable_token_end
         .unwrap();
     assert_eq!(target["status"], "True", "the target itself answers: {target}");
 
-    let everything = format!("{doc}\n{}", std::fs::read_to_string(&log).unwrap());
+    let everything = format!("{doc}\n{}", std::fs::read_to_string(&worker.log).unwrap());
     for canary in ["canary-status-client-id", "canary-status-client-secret"] {
         assert!(!everything.contains(canary), "{canary} leaked:\n{everything}");
     }

@@ -5,7 +5,8 @@
 //!   IMAPS only, an rcgen certificate, passwd-file authentication, Maildir in a temp dir;
 //! - aiosmtpd (PyPI, in `.test-peers/venv`) through `tests/peers/smtp_server.py`: implicit
 //!   TLS, required STARTTLS or plaintext, AUTH required, scripted 451s and 550s;
-//! - a small PKI made with rcgen, whose certificates can expire when a test wants them to.
+//! - a small PKI made with rcgen, whose certificates can expire when a test wants them to
+//!   (`tls_support`, shared with the operator's end-to-end tests).
 //!
 //! Mailboxes are seeded and inspected with IMAP APPEND/FETCH by async-imap, as any client.
 #![allow(dead_code)]
@@ -17,8 +18,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, SanType};
 use tokio::net::TcpStream;
+
+#[path = "../tls_support/mod.rs"]
+pub mod tls_support;
+pub use tls_support::Pki;
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {
@@ -42,70 +46,6 @@ pub fn peers_python() -> PathBuf {
         python.display()
     );
     python
-}
-
-/// A CA and the files of server certificates it issues.
-pub struct Pki {
-    ca: CertifiedIssuer<'static, KeyPair>,
-    pub dir: tempfile::TempDir,
-}
-
-impl Pki {
-    pub fn new() -> Pki {
-        let mut params = CertificateParams::default();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(rcgen::DnType::CommonName, "switchboard test mail CA");
-        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
-        Pki { ca, dir }
-    }
-
-    /// The CA bundle file.
-    pub fn ca_file(&self) -> PathBuf {
-        self.dir.path().join("ca.pem")
-    }
-
-    /// A certificate for `localhost` and 127.0.0.1 valid for `days`; (cert file, key file).
-    pub fn server(&self, name: &str, days: i64) -> (PathBuf, PathBuf) {
-        let (cert, key) = self.issue(&["localhost", "127.0.0.1"], days);
-        let cert_path = self.dir.path().join(format!("{name}.crt"));
-        let key_path = self.dir.path().join(format!("{name}.key"));
-        std::fs::write(&cert_path, cert).unwrap();
-        std::fs::write(&key_path, key).unwrap();
-        (cert_path, key_path)
-    }
-
-    /// PEM certificate and key for `names`, valid for `days` from now.
-    pub fn issue(&self, names: &[&str], days: i64) -> (String, String) {
-        let mut params = CertificateParams::default();
-        params.subject_alt_names = names
-            .iter()
-            .map(|name| match name.parse() {
-                Ok(ip) => SanType::IpAddress(ip),
-                Err(_) => SanType::DnsName((*name).try_into().unwrap()),
-            })
-            .collect();
-        params.distinguished_name.push(rcgen::DnType::CommonName, names[0]);
-        // Midnight (UTC) of the day `days` from today.
-        let date = |days: i64| {
-            use chrono::Datelike;
-            let day = chrono::Utc::now() + chrono::Duration::days(days);
-            rcgen::date_time_ymd(day.year(), day.month() as u8, day.day() as u8)
-        };
-        params.not_before = date(-1);
-        params.not_after = date(days);
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.ca).unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-
-    /// rustls roots trusting this CA.
-    pub fn roots(&self) -> Arc<rustls::RootCertStore> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.ca.der().clone()).unwrap();
-        Arc::new(roots)
-    }
 }
 
 fn free_port() -> u16 {

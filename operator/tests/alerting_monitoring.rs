@@ -14,7 +14,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use alerting_support::{Receiver, alertmanager, debian_tool, prometheus};
+use alerting_support::{Receiver, alertmanager, chart_rules, debian_tool, prometheus};
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::events::Reporter;
 use serde_json::{Value, json};
@@ -222,18 +222,6 @@ fn unchecked<K>(value: Value) -> Unchecked<K> {
 
 /// The chart's PrometheusRule groups, from the chart rendered by the Helm engine, as a rules
 /// file.
-fn chart_rules() -> String {
-    let rendered =
-        support::cluster::render_chart(r#"{"metrics":{"prometheusRule":{"enabled":true}}}"#);
-    let rule = rendered
-        .split("\n---\n")
-        .map(|doc| yaml_serde::from_str::<Value>(doc).unwrap())
-        .find(|doc| doc["kind"] == "PrometheusRule")
-        .expect("the chart renders a PrometheusRule");
-    assert_eq!(rule["apiVersion"], "monitoring.coreos.com/v1");
-    yaml_serde::to_string(&json!({"groups": rule["spec"]["groups"]})).unwrap()
-}
-
 fn promtool(args: &[&str], dir: &std::path::Path) -> std::process::Output {
     std::process::Command::new(debian_tool("promtool", "prometheus"))
         .args(args)

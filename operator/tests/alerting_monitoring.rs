@@ -14,7 +14,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use alerting_support::{Receiver, alertmanager, debian_tool, prometheus};
+use alerting_support::{Receiver, alertmanager, chart_rules, debian_tool, prometheus};
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::events::Reporter;
 use serde_json::{Value, json};
@@ -222,18 +222,6 @@ fn unchecked<K>(value: Value) -> Unchecked<K> {
 
 /// The chart's PrometheusRule groups, from the chart rendered by the Helm engine, as a rules
 /// file.
-fn chart_rules() -> String {
-    let rendered =
-        support::cluster::render_chart(r#"{"metrics":{"prometheusRule":{"enabled":true}}}"#);
-    let rule = rendered
-        .split("\n---\n")
-        .map(|doc| yaml_serde::from_str::<Value>(doc).unwrap())
-        .find(|doc| doc["kind"] == "PrometheusRule")
-        .expect("the chart renders a PrometheusRule");
-    assert_eq!(rule["apiVersion"], "monitoring.coreos.com/v1");
-    yaml_serde::to_string(&json!({"groups": rule["spec"]["groups"]})).unwrap()
-}
-
 fn promtool(args: &[&str], dir: &std::path::Path) -> std::process::Output {
     std::process::Command::new(debian_tool("promtool", "prometheus"))
         .args(args)
@@ -266,6 +254,33 @@ tests:
               summary: "Integration shop/orders (team sre) is failing"
               description: "Its runs or deliveries fail; see `kubectl -n shop describe integration orders` for the reason."
       - eval_time: 7m
+        alertname: SwitchboardOperatorNotReconciling
+        exp_alerts: []
+  # Objects, but the reconcile counter stopped (or never started): the operator is stuck.
+  - interval: 1m
+    input_series:
+      - series: 'switchboard_objects{kind="Integration",condition="Ready",status="True",owner_team="sre"}'
+        values: '3x40'
+      - series: 'switchboard_reconcile_total{kind="Integration",result="success"}'
+        values: '0+1x5 5x35'
+    alert_rule_test:
+      - eval_time: 10m
+        alertname: SwitchboardOperatorNotReconciling
+        exp_alerts: []
+      - eval_time: 40m
+        alertname: SwitchboardOperatorNotReconciling
+        exp_alerts:
+          - exp_labels: {severity: critical}
+            exp_annotations:
+              summary: "The Switchboard operator has not reconciled anything for 15 minutes"
+              description: "No integration changes, rotations or failures are being acted on. Check the operator's pods and logs."
+  # No Switchboard objects at all: nothing to reconcile, nothing to alert about.
+  - interval: 1m
+    input_series:
+      - series: 'switchboard_reconcile_total{kind="Integration",result="success"}'
+        values: '0x40'
+    alert_rule_test:
+      - eval_time: 40m
         alertname: SwitchboardOperatorNotReconciling
         exp_alerts: []
 "#;

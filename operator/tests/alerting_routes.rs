@@ -14,7 +14,7 @@ mod support;
 
 use std::sync::Arc;
 
-use alerting_support::{Received, Receiver, SmtpSink, capture_logs};
+use alerting_support::{Received, Receiver, SmtpSink, capture_logs, email_text};
 use base64::Engine as _;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::jiff::Timestamp;
@@ -160,43 +160,6 @@ fn router(client: kube::Client, metrics: Arc<Metrics>) -> AlertRouter {
     let reporter =
         Reporter { controller: "switchboard-operator".into(), instance: Some("test".into()) };
     AlertRouter::new(client, metrics, LeaderGuard::always(), reporter, AlertSettings::new(SYSTEM))
-}
-
-/// The decoded text of an email (quoted-printable or base64 body).
-fn email_text(raw: &str) -> String {
-    let (headers, body) = raw.split_once("\r\n\r\n").or_else(|| raw.split_once("\n\n")).unwrap();
-    let lower = headers.to_ascii_lowercase();
-    let body = if lower.contains("content-transfer-encoding: base64") {
-        let joined: String = body.split_whitespace().collect();
-        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(joined).unwrap())
-            .unwrap()
-    } else if lower.contains("content-transfer-encoding: quoted-printable") {
-        decode_quoted_printable(body)
-    } else {
-        body.to_string()
-    };
-    format!("{headers}\n\n{body}")
-}
-
-fn decode_quoted_printable(text: &str) -> String {
-    let joined = text.replace("=\r\n", "").replace("=\n", "");
-    let bytes = joined.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = (bytes[i] == b'=' && i + 3 <= bytes.len())
-            .then(|| std::str::from_utf8(&bytes[i + 1..i + 3]).ok())
-            .flatten()
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        if let Some(byte) = escaped {
-            out.push(byte);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8(out).unwrap()
 }
 
 fn assert_no_secret(place: &str, text: &str) {

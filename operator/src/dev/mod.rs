@@ -83,8 +83,8 @@ pub enum DevError {
     Io(String),
 }
 
-/// The image rule that runs Switchboard pods with the executable `exe` (this one, or in
-/// tests the built binary).
+/// The image rule that runs Switchboard pods with this executable (`exe`): each pod's
+/// processes get its root directory and loopback address (see docs/dev.md).
 pub fn switchboard_image_rule(exe: PathBuf) -> ImageRule {
     let repository = crate::render::DEFAULT_IMAGE.rsplit_once(':').map(|(r, _)| r).unwrap_or("");
     ImageRule {

@@ -17,6 +17,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use base64::Engine as _;
 
 use crate::support::cluster::{eventually, free_port};
 use crate::support::{peer, workspace};
@@ -188,15 +189,39 @@ pub fn alertmanager(webhook_url: &str) -> Peer {
     start_in(program, args, dir, port)
 }
 
+/// The chart's Prometheus rules, from the chart rendered by the Helm engine, as a rules file.
+pub fn chart_rules() -> String {
+    let rendered =
+        crate::support::cluster::render_chart(r#"{"metrics":{"prometheusRule":{"enabled":true}}}"#);
+    let rule = rendered
+        .split("\n---\n")
+        .map(|doc| yaml_serde::from_str::<serde_json::Value>(doc).unwrap())
+        .find(|doc| doc["kind"] == "PrometheusRule")
+        .expect("the chart renders a PrometheusRule");
+    assert_eq!(rule["apiVersion"], "monitoring.coreos.com/v1");
+    yaml_serde::to_string(&serde_json::json!({"groups": rule["spec"]["groups"]})).unwrap()
+}
+
 /// A real Prometheus on a free loopback port, evaluating `rules` (a rules file's text) every
 /// second over a scrape of `target` (`127.0.0.1:PORT`) every second.
 pub fn prometheus(rules: &str, target: &str) -> Peer {
+    prometheus_scraping(
+        rules,
+        &format!(
+            "  - job_name: switchboard-operator\n    static_configs:\n      - targets: ['{target}']\n"
+        ),
+    )
+}
+
+/// A real Prometheus on a free loopback port, evaluating `rules` every second over
+/// `scrape_configs` (the YAML list items, indented by two spaces) scraped every second.
+pub fn prometheus_scraping(rules: &str, scrape_configs: &str) -> Peer {
     let program = debian_tool("prometheus", "prometheus");
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     std::fs::write(dir.path().join("rules.yml"), rules).unwrap();
     let config = format!(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [rules.yml]\nscrape_configs:\n  - job_name: switchboard-operator\n    static_configs:\n      - targets: ['{target}']\n"
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [rules.yml]\nscrape_configs:\n{scrape_configs}"
     );
     std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
     let args = vec![
@@ -303,4 +328,41 @@ impl Write for LogWriter {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// The decoded text of an email (quoted-printable or base64 body).
+pub fn email_text(raw: &str) -> String {
+    let (headers, body) = raw.split_once("\r\n\r\n").or_else(|| raw.split_once("\n\n")).unwrap();
+    let lower = headers.to_ascii_lowercase();
+    let body = if lower.contains("content-transfer-encoding: base64") {
+        let joined: String = body.split_whitespace().collect();
+        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(joined).unwrap())
+            .unwrap()
+    } else if lower.contains("content-transfer-encoding: quoted-printable") {
+        decode_quoted_printable(body)
+    } else {
+        body.to_string()
+    };
+    format!("{headers}\n\n{body}")
+}
+
+fn decode_quoted_printable(text: &str) -> String {
+    let joined = text.replace("=\r\n", "").replace("=\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'=' && i + 3 <= bytes.len())
+            .then(|| std::str::from_utf8(&bytes[i + 1..i + 3]).ok())
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        if let Some(byte) = escaped {
+            out.push(byte);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8(out).unwrap()
 }

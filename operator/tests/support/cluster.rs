@@ -67,6 +67,20 @@ impl Env {
         Env::start_with(Config::default()).await
     }
 
+    /// Start with the pod runner running Switchboard images as this build's `switchboard`
+    /// executable, as `switchboard dev` does: workers really run.
+    pub async fn start_with_workers() -> Env {
+        let exe = PathBuf::from(env!("CARGO_BIN_EXE_switchboard"));
+        Env::start_with(Config {
+            pods: devcluster::kubelet::PodRunnerConfig {
+                images: vec![switchboard::dev::switchboard_image_rule(exe)],
+                ..Default::default()
+            },
+            ..Config::default()
+        })
+        .await
+    }
+
     /// Start with a devcluster configuration (e.g. a state directory).
     pub async fn start_with(config: Config) -> Env {
         let _ = rustls::crypto::ring::default_provider().install_default();

@@ -27,7 +27,14 @@ pub const NS: &str = "bench";
 /// devcluster with the CRDs and the shared objects the integrations reference.
 pub async fn cluster() -> anyhow::Result<(devcluster::DevCluster, Client)> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let config = devcluster::Config { history_limit: 400_000, ..Default::default() };
+    // Like kwok: the benchmark plays the workload controllers itself (simulate_workloads), so
+    // devcluster's own controllers and pod runner stay off.
+    let config = devcluster::Config {
+        history_limit: 400_000,
+        workloads: devcluster::workloads::WorkloadSettings { enabled: false, ..Default::default() },
+        pods: devcluster::kubelet::PodRunnerConfig { enabled: false, ..Default::default() },
+        ..Default::default()
+    };
     let cluster = devcluster::DevCluster::start(config).await?;
     let client = cluster.client().await?;
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
@@ -198,19 +205,22 @@ pub struct Operator {
 
 impl Operator {
     /// Start `binary operator` against the cluster's admin kubeconfig.
+    /// `SWITCHBOARD_BENCH_LOG=FILE` keeps its log (at `info`) in FILE.
     pub fn start(binary: &Path, kubeconfig: &Path, extra: &[String]) -> anyhow::Result<Operator> {
+        let log = std::env::var_os("SWITCHBOARD_BENCH_LOG");
+        let (level, stderr) = match &log {
+            Some(path) => {
+                ("--log-level=info,switchboard=debug", Stdio::from(std::fs::File::create(path)?))
+            }
+            None => ("--log-level=warn", Stdio::null()),
+        };
         let child = Command::new(binary)
-            .args([
-                "operator",
-                "--leader-elect=false",
-                "--metrics-addr=127.0.0.1:0",
-                "--log-level=warn",
-            ])
+            .args(["operator", "--leader-elect=false", "--metrics-addr=127.0.0.1:0", level])
             .args(extra)
             .env("KUBECONFIG", kubeconfig)
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()?;
         Ok(Operator { child })
     }

@@ -269,8 +269,9 @@ pub async fn run(client: Client, settings: OperatorSettings) -> anyhow::Result<(
         stores.clone(),
         index.clone(),
     ));
-    let controller_config =
-        kube::runtime::controller::Config::default().concurrency(settings.concurrency);
+    let controller_config = kube::runtime::controller::Config::default()
+        .concurrency(settings.concurrency)
+        .debounce(std::time::Duration::from_millis(500));
 
     macro_rules! owned {
         ($controller:expr, $($child:ty),*) => {{
@@ -535,8 +536,26 @@ where
                 warn!(%error, kind = %K::kind(&()), "watch failed; retrying");
             }
             futures::future::ready(item.is_ok())
-        });
+        })
+        .predicate_filter(worth_reconciling, Default::default());
     Controller::for_stream(stream, reader)
+}
+
+/// What makes a change of the object itself worth a reconcile: a new object (uid), its spec
+/// (generation), labels, annotations and deletion. Status writes (the operator's own, after
+/// every reconcile and every runtime pass) are not: without this filter each of them came
+/// back as a reconcile, several per object, which dominated the operator's work at scale.
+/// Changes of children and referenced objects still trigger through their own watches.
+fn worth_reconciling<K: Resource>(object: &K) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let meta = object.meta();
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    meta.uid.hash(&mut hasher);
+    meta.generation.hash(&mut hasher);
+    meta.deletion_timestamp.is_some().hash(&mut hasher);
+    meta.labels.hash(&mut hasher);
+    meta.annotations.hash(&mut hasher);
+    Some(hasher.finish())
 }
 
 /// Exponential backoff from 0.5 s to 5 s, reset by the first success.

@@ -152,7 +152,8 @@ pub async fn run_worker(args: WorkerArgs) -> ExitCode {
     init_logging(&log_level_of(&args.config), args.log_format);
     match args.command {
         Some(WorkerCommand::RunOnce) => {
-            let result = crate::runtime::run_once::run_once(&args.config).await;
+            let result =
+                crate::runtime::run_once::run_once_in(&args.config, args.data_dir.as_deref()).await;
             let (code, message) = match &result {
                 Ok(summary) => (ExitCode::SUCCESS, summary.clone()),
                 Err(e) => (ExitCode::FAILURE, format!("{}: {e}", e.category())),

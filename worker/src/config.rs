@@ -72,6 +72,21 @@ pub struct WorkerConfig {
     /// Ports and directories.
     #[serde(default)]
     pub server: ServerConfig,
+    /// Where OpenLineage run events go; none are sent without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lineage: Option<LineageConfig>,
+}
+
+/// An OpenLineage endpoint (the operator's `--openlineage-url`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LineageConfig {
+    /// URL that receives run events by `POST` (for Marquez: `http://marquez:5000/api/v1/lineage`).
+    pub url: String,
+    /// OpenLineage job namespace (the operator's `--openlineage-namespace`; the Integration's
+    /// namespace when empty).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
 }
 
 /// The object a worker runs for.
@@ -250,6 +265,10 @@ pub struct DatabaseConnectionConfig {
     pub credential: String,
     /// `disable`, `require` or `verifyFull`.
     pub tls: String,
+    /// File with a PEM CA bundle that verifies the server (`verifyFull` with a private CA),
+    /// mounted from the connection's `caSecretRef`; the public roots otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
 }
 
 /// An incremental database pull.

@@ -22,14 +22,22 @@
 //!   HTTP clients with TLS and the SSRF guard;
 //! - [`credentials`] loads mounted Secret files and authenticates requests (basic, bearer,
 //!   API key, OAuth2 client credentials, mTLS, HMAC signatures).
+//!
+//! The data connectors of scheduled runs: [`database`] (PostgreSQL and MySQL sources with a
+//! watermark, tables as targets), [`import`] (file imports: parsing, staging, row rules,
+//! coalescing, run reports, and where watermarks and reports are kept) and [`lineage`]
+//! (OpenLineage run events).
 
 #![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod config;
 pub mod credentials;
+pub mod database;
 pub mod delivery;
+pub mod import;
 pub mod inbound;
+pub mod lineage;
 pub mod outbound;
 pub mod queue;
 pub mod runtime;

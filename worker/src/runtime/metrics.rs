@@ -22,6 +22,9 @@
 //! | `switchboard_worker_request_duration_seconds` | route | inbound request handling |
 //! | `switchboard_worker_delivery_duration_seconds` | target | one delivery, retries included |
 //! | `switchboard_worker_event_latency_seconds` | | acceptance to last target delivered |
+//! | `switchboard_worker_rows_total` | result (`read`, `created`, `updated`, `rejected`) | rows of pulls, imports and database targets |
+//! | `switchboard_worker_watermark_timestamp` | | a database pull's watermark, when it is a timestamp (seconds since the epoch) |
+//! | `switchboard_worker_lineage_errors_total` | | OpenLineage events not accepted |
 
 use std::borrow::Cow;
 
@@ -64,6 +67,13 @@ pub struct FailureLabels {
     pub target: String,
     /// Short category.
     pub reason: String,
+}
+
+/// `result` label of row counts.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RowLabels {
+    /// `read`, `created`, `updated` or `rejected`.
+    pub result: String,
 }
 
 /// `reason` label.
@@ -113,6 +123,12 @@ pub struct Metrics {
     pub delivery_duration: Family<TargetLabels, Histogram, fn() -> Histogram>,
     /// Acceptance to delivery.
     pub event_latency: Histogram,
+    /// Rows by result.
+    pub rows: Family<RowLabels, Counter>,
+    /// A timestamp watermark, in seconds since the epoch.
+    pub watermark_timestamp: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// OpenLineage events not accepted.
+    pub lineage_errors: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -156,6 +172,9 @@ impl Metrics {
             request_duration: Family::new_with_constructor(latency_histogram),
             delivery_duration: Family::new_with_constructor(latency_histogram),
             event_latency: latency_histogram(),
+            rows: Family::default(),
+            watermark_timestamp: Gauge::default(),
+            lineage_errors: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("received", "Inbound requests received", m.received.clone());
@@ -210,7 +229,34 @@ impl Metrics {
             "Time from acceptance to delivery to every target",
             m.event_latency.clone(),
         );
+        registry.register(
+            "rows",
+            "Rows of pulls, imports and database targets: read, created, updated, rejected",
+            m.rows.clone(),
+        );
+        registry.register(
+            "watermark_timestamp",
+            "The database pull's watermark when it is a timestamp, in seconds since the epoch",
+            m.watermark_timestamp.clone(),
+        );
+        registry.register(
+            "lineage_errors",
+            "OpenLineage run events the lineage endpoint did not accept",
+            m.lineage_errors.clone(),
+        );
         Metrics { registry: root, ..m }
+    }
+
+    /// Count `n` rows with `result`.
+    pub fn count_rows(&self, result: &str, n: u64) {
+        if n > 0 {
+            self.rows.get_or_create(&RowLabels { result: result.into() }).inc_by(n);
+        }
+    }
+
+    /// Record a timestamp watermark.
+    pub fn set_watermark_timestamp(&self, seconds: f64) {
+        self.watermark_timestamp.set(seconds);
     }
 
     /// The registry, to add metrics of other modules before serving.

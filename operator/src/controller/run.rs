@@ -63,6 +63,8 @@ pub struct OperatorSettings {
     pub worker_image: String,
     /// Reconciles in flight per controller.
     pub concurrency: u16,
+    /// OpenLineage endpoint rendered into worker configs.
+    pub lineage: Option<switchboard_worker::config::LineageConfig>,
 }
 
 const STARTING: u8 = 0;
@@ -205,7 +207,7 @@ pub async fn run(client: Client, settings: OperatorSettings) -> anyhow::Result<(
     };
     let ctx = Arc::new(Context::new(
         client.clone(),
-        RenderSettings { image: settings.worker_image.clone() },
+        RenderSettings { image: settings.worker_image.clone(), lineage: settings.lineage.clone() },
         guard,
         reporter,
         metrics.clone(),

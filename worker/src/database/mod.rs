@@ -458,7 +458,13 @@ pub fn classify(error: &sqlx::Error, driver: Driver) -> DatabaseError {
     match error {
         sqlx::Error::Configuration(e) => DatabaseError::Config(first_line(&e.to_string())),
         sqlx::Error::Tls(e) => DatabaseError::Tls(first_line(&e.to_string())),
-        sqlx::Error::Io(e) => DatabaseError::Connection(e.kind().to_string()),
+        sqlx::Error::Io(e) => {
+            match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+                // A certificate that does not verify is not going to verify on the next attempt.
+                Some(tls) => DatabaseError::Tls(first_line(&tls.to_string())),
+                None => DatabaseError::Connection(e.kind().to_string()),
+            }
+        }
         sqlx::Error::PoolTimedOut => DatabaseError::Connection(format!(
             "no connection within {} s",
             ACQUIRE_TIMEOUT.as_secs()

@@ -6,8 +6,10 @@
 //!    PostgreSQL: INSERT INTO "s"."t" ("a","b") VALUES (CAST($1 AS <type of a>), …)
 //!                ON CONFLICT ("key") DO UPDATE SET "a" = EXCLUDED."a", …
 //!                RETURNING (xmax = 0)                       true: created, false: updated
-//!    MySQL:      BEGIN; SELECT 1 … WHERE `key` <=> ? FOR UPDATE;      found: updated
-//!                INSERT INTO `t` (`a`,`b`) VALUES (?, ?) ON DUPLICATE KEY UPDATE `a` = VALUES(`a`), …; COMMIT
+//!    MySQL:      BEGIN; SELECT 1 … WHERE `key` <=> ? FOR UPDATE
+//!                found:     UPDATE `t` SET `a` = ?, … WHERE `key` <=> ?      → updated
+//!                not found: INSERT INTO `t` (`a`,`b`) VALUES (?, ?)          → created
+//!                COMMIT
 //! ```
 //!
 //! Values are always bound, as text (PostgreSQL casts them to each column's type, read once
@@ -213,35 +215,59 @@ impl DatabaseTarget {
     ) -> Result<RowWrite, DatabaseError> {
         let q = |c: &str| Driver::Mysql.quote(c);
         let names = self.columns.iter().map(|c| q(c)).collect::<Result<Vec<_>, _>>()?;
-        let marks = vec!["?"; names.len()].join(", ");
-        let mut insert =
-            format!("INSERT INTO {} ({}) VALUES ({marks})", self.quoted_table, names.join(", "));
+        let key_value = |key: &String| {
+            values[self.columns.iter().position(|c| c == key).expect("keys are columns")]
+        };
         let mut tx = with_timeout(pool.begin(), Driver::Mysql).await?;
         let mut existed = false;
+        let mut condition = String::new();
         if !self.keys.is_empty() {
-            let condition = self
+            condition = self
                 .keys
                 .iter()
                 .map(|k| q(k).map(|k| format!("{k} <=> ?")))
                 .collect::<Result<Vec<_>, _>>()?
                 .join(" AND ");
+            // The lock (a gap lock when no row matches) keeps a concurrent writer of the same
+            // keys out until commit, so "found" stays true for the statement below.
             let select =
                 format!("SELECT 1 FROM {} WHERE {condition} LIMIT 1 FOR UPDATE", self.quoted_table);
             let mut query = sqlx::query(sqlx::AssertSqlSafe(select));
             for key in &self.keys {
-                let index = self.columns.iter().position(|c| c == key).expect("keys are columns");
-                query = bind_mysql(query, values[index]);
+                query = bind_mysql(query, key_value(key));
             }
             existed = with_timeout(query.fetch_optional(&mut *tx), Driver::Mysql).await?.is_some();
-            let updates =
-                names.iter().map(|c| format!("{c} = VALUES({c})")).collect::<Vec<_>>().join(", ");
-            insert.push_str(&format!(" ON DUPLICATE KEY UPDATE {updates}"));
         }
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(insert));
-        for value in values {
-            query = bind_mysql(query, value);
+        // Not `ON DUPLICATE KEY UPDATE`: MySQL applies it to *any* unique index, so a duplicate
+        // in another unique column would silently rewrite someone else's row (keys included).
+        // Updating by the coalesce keys leaves other unique columns to fail as constraints.
+        let others: Vec<usize> =
+            (0..self.columns.len()).filter(|i| !self.keys.contains(&self.columns[*i])).collect();
+        if existed && !others.is_empty() {
+            let set = others.iter().map(|i| format!("{} = ?", names[*i])).collect::<Vec<_>>();
+            let update =
+                format!("UPDATE {} SET {} WHERE {condition}", self.quoted_table, set.join(", "));
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(update));
+            for i in &others {
+                query = bind_mysql(query, values[*i]);
+            }
+            for key in &self.keys {
+                query = bind_mysql(query, key_value(key));
+            }
+            with_timeout(query.execute(&mut *tx), Driver::Mysql).await?;
+        } else if !existed {
+            let marks = vec!["?"; names.len()].join(", ");
+            let insert = format!(
+                "INSERT INTO {} ({}) VALUES ({marks})",
+                self.quoted_table,
+                names.join(", ")
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(insert));
+            for value in values {
+                query = bind_mysql(query, value);
+            }
+            with_timeout(query.execute(&mut *tx), Driver::Mysql).await?;
         }
-        with_timeout(query.execute(&mut *tx), Driver::Mysql).await?;
         with_timeout(tx.commit(), Driver::Mysql).await?;
         Ok(if existed { RowWrite::Updated } else { RowWrite::Created })
     }

@@ -42,16 +42,6 @@ pub struct RunOutcome {
     pub watermark: Option<String>,
 }
 
-impl RunOutcome {
-    /// The termination message: the report's summary, and the error's category and message.
-    pub fn message(&self) -> String {
-        match &self.error {
-            None => self.report.summary(),
-            Some(e) => format!("{}: {e}; {}", e.category(), self.report.summary()),
-        }
-    }
-}
-
 fn row_targets(
     config: &WorkerConfig,
     deliverer: Arc<dyn Deliverer>,

@@ -158,11 +158,14 @@ async fn run_config(
 
 /// The run's summary, or its failure with the report's summary in the message.
 fn finished(outcome: crate::import::scheduled::RunOutcome) -> Result<String, RunOnceError> {
-    let message = outcome.message();
+    let summary = outcome.report.summary();
     match &outcome.error {
-        None if outcome.report.result == crate::import::report::SUCCEEDED => Ok(message),
-        None => Err(RunOnceError::Failed { reason: "RowsFailed".into(), message }),
-        Some(e) => Err(RunOnceError::Failed { reason: e.category().into(), message }),
+        None if outcome.report.result == crate::import::report::SUCCEEDED => Ok(summary),
+        None => Err(RunOnceError::Failed { reason: "RowsFailed".into(), message: summary }),
+        Some(e) => Err(RunOnceError::Failed {
+            reason: e.category().into(),
+            message: format!("{e}; {summary}"),
+        }),
     }
 }
 

@@ -313,3 +313,119 @@ pub fn credential_dir(root: &Path) -> PathBuf {
     std::fs::write(dir.join("password"), CANARY_PASSWORD).unwrap();
     dir
 }
+
+/// The `switchboard` binary (built on first use).
+pub fn switchboard_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().unwrap();
+        let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+        let manifest =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("Cargo.toml");
+        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cmd.args([
+            "build",
+            "--quiet",
+            "-p",
+            "switchboard",
+            "--bin",
+            "switchboard",
+            "--manifest-path",
+        ])
+        .arg(&manifest);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        assert!(cmd.status().expect("cargo build").success(), "building switchboard failed");
+        profile_dir.join("switchboard")
+    })
+    .clone()
+}
+
+/// What a `run-once` printed and exited with.
+pub struct RunOnce {
+    /// Exit code.
+    pub code: i32,
+    /// The termination message.
+    pub message: String,
+    /// The log (stderr) and stdout.
+    pub log: String,
+}
+
+/// The `run-once` command for `config_yaml`, with `data_dir` as its data directory and no
+/// Kubernetes config (so the run state is kept in the data directory).
+pub fn run_once_command(config_yaml: &str, data_dir: &Path) -> (Command, PathBuf) {
+    std::fs::create_dir_all(data_dir).unwrap();
+    let config = data_dir.join("worker.yaml");
+    std::fs::write(&config, config_yaml).unwrap();
+    let termination = data_dir.join("termination-log");
+    std::fs::write(&termination, "").unwrap();
+    let mut cmd = Command::new(switchboard_bin());
+    cmd.args(["worker", "run-once", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--termination-log")
+        .arg(&termination)
+        .env("KUBECONFIG", data_dir.join("no-kubeconfig"))
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env("RUST_LOG", "info");
+    (cmd, termination)
+}
+
+/// Run `run-once` to the end.
+pub fn run_once(config_yaml: &str, data_dir: &Path) -> RunOnce {
+    let (mut cmd, termination) = run_once_command(config_yaml, data_dir);
+    let out = cmd.output().unwrap();
+    RunOnce {
+        code: out.status.code().unwrap_or(-1),
+        message: std::fs::read_to_string(termination).unwrap_or_default(),
+        log: format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
+}
+
+/// The run state a run without cluster access left in its data directory.
+pub fn run_state(data_dir: &Path) -> serde_json::Value {
+    std::fs::read(data_dir.join("run-state.json"))
+        .map(|b| serde_json::from_slice(&b).unwrap())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// The head of a worker config for an Integration owned by `hr`.
+pub fn config_head(name: &str) -> String {
+    format!(
+        "apiVersion: worker.switchboard.dev/v1
+kind: WorkerConfig
+subject: {{kind: Integration, namespace: acme, name: {name}}}
+owner: {{team: hr-platform, contact: hr@example.com}}
+dataFlow: {{sourceSystem: Workday, targetSystem: Directory, classification: pii}}
+delivery:
+  mode: synchronous
+  retry: {{maxAttempts: 2, initialBackoffMs: 10, maxBackoffMs: 50}}
+  deadLetterRetentionSeconds: 86400
+  deadLetterMaxEntries: 100
+  concurrency: 1
+egress:
+  allowCidrs: [127.0.0.0/8]
+"
+    )
+}
+
+/// The credentials block naming `dir` as the basic credential `db`.
+pub fn credentials_yaml(dir: &Path) -> String {
+    format!("credentials:\n  db: {{type: basic, directory: {}}}\n", dir.display())
+}
+
+/// A connection block for the PostgreSQL test server (verifyFull with the test CA).
+pub fn postgres_connection_yaml(indent: &str) -> String {
+    let server = postgres();
+    format!(
+        "{indent}connection:\n{indent}  driver: postgres\n{indent}  endpoint: postgres://127.0.0.1:{}/{DATABASE}\n{indent}  credential: db\n{indent}  tls: verifyFull\n{indent}  caFile: {}\n",
+        server.port,
+        server.ca_file.display()
+    )
+}

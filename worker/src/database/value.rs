@@ -64,9 +64,9 @@ pub fn postgres_row(row: &sqlx::postgres::PgRow) -> Result<Map<String, Value>, D
         let type_name = column.type_info().name().to_ascii_uppercase();
         let value = match type_name.as_str() {
             "BOOL" => get!(row, i, bool, name, Value::Bool),
-            "INT2" => get!(row, i, i16, name, |v| Value::from(v)),
-            "INT4" => get!(row, i, i32, name, |v| Value::from(v)),
-            "INT8" => get!(row, i, i64, name, |v| Value::from(v)),
+            "INT2" => get!(row, i, i16, name, Value::from),
+            "INT4" => get!(row, i, i32, name, Value::from),
+            "INT8" => get!(row, i, i64, name, Value::from),
             "OID" => get!(row, i, sqlx::postgres::types::Oid, name, |v| Value::from(v.0)),
             "FLOAT4" => get!(row, i, f32, name, |v| float(f64::from(v))),
             "FLOAT8" => get!(row, i, f64, name, float),
@@ -99,10 +99,10 @@ pub fn mysql_row(row: &sqlx::mysql::MySqlRow) -> Result<Map<String, Value>, Data
         let value = match type_name.as_str() {
             "BOOLEAN" => get!(row, i, bool, name, Value::Bool),
             "TINYINT" | "SMALLINT" | "MEDIUMINT" | "INT" | "BIGINT" => {
-                get!(row, i, i64, name, |v| Value::from(v))
+                get!(row, i, i64, name, Value::from)
             }
             "TINYINT UNSIGNED" | "SMALLINT UNSIGNED" | "MEDIUMINT UNSIGNED" | "INT UNSIGNED"
-            | "BIGINT UNSIGNED" | "YEAR" => get!(row, i, u64, name, |v| Value::from(v)),
+            | "BIGINT UNSIGNED" | "YEAR" => get!(row, i, u64, name, Value::from),
             "FLOAT" => get!(row, i, f32, name, |v| float(f64::from(v))),
             "DOUBLE" => get!(row, i, f64, name, float),
             "DECIMAL" => {

@@ -63,7 +63,7 @@ pub enum RunStateStore {
     /// The Integration's status.
     Kubernetes {
         /// The Integrations of the subject's namespace.
-        api: Api<DynamicObject>,
+        api: Box<Api<DynamicObject>>,
         /// The Integration.
         name: String,
     },
@@ -111,7 +111,7 @@ impl RunStateStore {
                 let resource =
                     ApiResource::from_gvk(&GroupVersionKind::gvk(GROUP, VERSION, "Integration"));
                 RunStateStore::Kubernetes {
-                    api: Api::namespaced_with(client, &subject.namespace, &resource),
+                    api: Box::new(Api::namespaced_with(client, &subject.namespace, &resource)),
                     name: subject.name.clone(),
                 }
             }

@@ -88,6 +88,9 @@ fn certificates() -> (String, String, String) {
 }
 
 /// Stop `pid` (SIGINT, then SIGKILL) and remove `dir` once this test process is gone.
+// The server (and its watchdog) live as long as the test process; the watchdog stops
+// the server after it, so nothing here waits for them.
+#[allow(clippy::zombie_processes)]
 fn watchdog(pid: u32, dir: &Path) {
     let script = format!(
         "while kill -0 {me} 2>/dev/null; do sleep 1; done; kill -INT {pid} 2>/dev/null; \
@@ -129,6 +132,9 @@ pub fn postgres() -> &'static Server {
     SERVER.get_or_init(start_postgres)
 }
 
+// The server (and its watchdog) live as long as the test process; the watchdog stops
+// the server after it, so nothing here waits for them.
+#[allow(clippy::zombie_processes)]
 fn start_postgres() -> Server {
     let (uid, gid) = uid_gid("postgres");
     let dir = tempfile::Builder::new().prefix("switchboard-pg-").tempdir().unwrap().keep();
@@ -228,6 +234,9 @@ pub fn mariadb() -> &'static Server {
     SERVER.get_or_init(start_mariadb)
 }
 
+// The server (and its watchdog) live as long as the test process; the watchdog stops
+// the server after it, so nothing here waits for them.
+#[allow(clippy::zombie_processes)]
 fn start_mariadb() -> Server {
     let (uid, gid) = uid_gid("mysql");
     let dir = tempfile::Builder::new().prefix("switchboard-mariadb-").tempdir().unwrap().keep();

@@ -194,14 +194,14 @@ fn current_url(call: &OutboundCall) -> Option<url::Url> {
 }
 
 /// The `rel="next"` target of an RFC 8288 `Link` header, resolved against `base`.
-pub fn next_link(header: &str, base: &Option<url::Url>) -> Option<url::Url> {
-    let mut rest = header;
-    while let Some(open) = rest.find('<') {
-        let close = open + rest[open..].find('>')?;
-        let target = &rest[open + 1..close];
-        let params_end = rest[close..].find('<').map(|i| close + i).unwrap_or(rest.len());
-        let params = &rest[close + 1..params_end];
-        let is_next = params.split(';').any(|param| {
+///
+/// Link values are split on commas outside `<…>` and quoted strings, and parameters on
+/// semicolons outside quoted strings, so a comma or `<` inside a URI or a `title="…"` cannot
+/// shift the parse. (Small enough to keep here rather than add a parser crate for it.)
+pub fn next_link(header: &str, base: Option<&url::Url>) -> Option<url::Url> {
+    split_outside_quotes(header, ',').into_iter().find_map(|link_value| {
+        let (target, params) = link_value.trim().strip_prefix('<')?.split_once('>')?;
+        let is_next = split_outside_quotes(params, ';').into_iter().any(|param| {
             let Some((name, value)) = param.split_once('=') else { return false };
             name.trim().eq_ignore_ascii_case("rel")
                 && value
@@ -210,20 +210,44 @@ pub fn next_link(header: &str, base: &Option<url::Url>) -> Option<url::Url> {
                     .split_ascii_whitespace()
                     .any(|rel| rel.eq_ignore_ascii_case("next"))
         });
-        if is_next {
-            return match base {
-                Some(base) => base.join(target).ok(),
-                None => url::Url::parse(target).ok(),
-            };
+        if !is_next {
+            return None;
         }
-        rest = &rest[params_end..];
+        match base {
+            Some(base) => base.join(target.trim()).ok(),
+            None => url::Url::parse(target.trim()).ok(),
+        }
+    })
+}
+
+/// `text` split on `separator` where it stands outside `<…>` and outside quoted strings
+/// (with `\` escapes inside them).
+fn split_outside_quotes(text: &str, separator: char) -> Vec<&str> {
+    let (mut parts, mut start) = (Vec::new(), 0);
+    let (mut in_quotes, mut in_uri, mut escaped) = (false, false, false);
+    for (i, c) in text.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if in_quotes => escaped = true,
+            '"' if !in_uri => in_quotes = !in_quotes,
+            '<' if !in_quotes => in_uri = true,
+            '>' if !in_quotes => in_uri = false,
+            c if c == separator && !in_quotes && !in_uri => {
+                parts.push(&text[start..i]);
+                start = i + c.len_utf8();
+            }
+            _ => {}
+        }
     }
-    None
+    parts.push(&text[start..]);
+    parts
 }
 
 /// The call of a `next` link: same endpoint (scheme, host and port must match, so a link
 /// cannot lead the pull to another host; the SSRF guard checks the address again), the link's
-/// path as the fixed base and its query as bound variables (never parsed as templates).
+/// path as the method's fixed path and its query as bound variables (never parsed as
+/// templates). A link that repeats a query parameter fails: the call's query is a map, and
+/// dropping a value silently would fetch another page than the one linked.
 pub fn link_call(
     first: &OutboundCall,
     next: &url::Url,
@@ -242,21 +266,29 @@ pub fn link_call(
         ));
     }
     let mut call = first.clone();
-    let mut base = next.clone();
-    base.set_query(None);
-    base.set_fragment(None);
-    call.endpoint.url = base.to_string();
-    call.method.path = String::new();
+    call.endpoint.url = next.origin().ascii_serialization();
+    call.method.path = next.path().to_string();
     call.method.query.clear();
     call.method.variables.retain(|v| v.name != PAGE_VARIABLE);
     let mut vars = BTreeMap::new();
     for (i, (name, value)) in next.query_pairs().enumerate() {
         let variable = format!("switchboard_link_{i}");
-        call.method.query.insert(name.into_owned(), format!("${{{variable}}}"));
+        // Names are encoded when the request is prepared; one that looks like a template or
+        // is empty would be refused there as a config error, so say what is wrong here.
+        if name.is_empty() || name.contains("${") {
+            return Err(format!(
+                "the next-page link has an unusable query parameter name {name:?}"
+            ));
+        }
+        if call.method.query.insert(name.to_string(), format!("${{{variable}}}")).is_some() {
+            return Err(format!(
+                "the next-page link repeats the query parameter {name:?}, which a pull cannot send twice"
+            ));
+        }
         call.method.variables.push(VariableConfig {
             name: variable.clone(),
             default: None,
-            max_length: 4096,
+            max_length: u32::try_from(value.len()).unwrap_or(u32::MAX).max(4096),
         });
         vars.insert(variable, value.into_owned());
     }
@@ -372,7 +404,7 @@ async fn pull_rest(config: &WorkerConfig, rest: &RestPullConfig) -> Result<Strin
             "none" => None,
             "link" => {
                 let base = current_url(&call);
-                match link.as_deref().and_then(|l| next_link(l, &base)) {
+                match link.as_deref().and_then(|l| next_link(l, base.as_ref())) {
                     Some(url) => {
                         let (next_call, next_vars) =
                             link_call(&first_call, &url).map_err(|message| {
@@ -412,5 +444,78 @@ async fn pull_rest(config: &WorkerConfig, rest: &RestPullConfig) -> Result<Strin
             reason: "records_failed".into(),
             message: crate::queue::sanitize_message(&format!("{summary}; first: {first}")),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(url: &str) -> OutboundCall {
+        serde_json::from_value(serde_json::json!({
+            "endpoint": {"name": "api", "url": url, "protocol": "rest", "timeoutMs": 1000,
+                "retry": {"maxAttempts": 1, "initialBackoffMs": 1, "maxBackoffMs": 1},
+                "circuitBreaker": {"failureThreshold": 5, "openForMs": 1000}},
+            "method": {"name": "list", "httpMethod": "GET", "path": "/items", "query": {"limit": "10"}}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn next_links_are_found_among_other_relations() {
+        let base = url::Url::parse("https://api.example/v1/items").unwrap();
+        let base = Some(&base);
+        let header = r#"<https://api.example/v1/items?page=1>; rel="first", <?page=3&x=y>; title="n"; rel="last next""#;
+        assert_eq!(
+            next_link(header, base).unwrap().as_str(),
+            "https://api.example/v1/items?page=3&x=y"
+        );
+        let first = r#"<https://api.example/v1/items?page=2>; rel="next", <https://api.example/v1/items?page=1>; rel="first""#;
+        assert_eq!(next_link(first, base).unwrap().as_str(), "https://api.example/v1/items?page=2");
+        // Unquoted rel, and a comma, semicolon and `<` inside a title and inside a URI.
+        let tricky = r#"<https://api.example/a?ids=1,2>; title="a, <b>; rel=next", <https://api.example/b?ids=3,4>; rel=next"#;
+        assert_eq!(next_link(tricky, base).unwrap().as_str(), "https://api.example/b?ids=3,4");
+        assert_eq!(next_link(r#"<https://api.example/a>; rel="prev""#, base), None);
+        assert_eq!(next_link(r#"<https://api.example/a>; rel="nextpage""#, base), None);
+        assert_eq!(next_link("garbage <", base), None);
+        assert_eq!(next_link("", base), None);
+        assert_eq!(next_link("<?page=2>; rel=next", None), None, "relative link without a base");
+    }
+
+    #[test]
+    fn link_calls_stay_on_the_endpoint_host_and_bind_the_query() {
+        let first = call("https://api.example/v1");
+        let next =
+            url::Url::parse("https://api.example/v1/items?cursor=%24%7Bsecret%7D&a%20b=2").unwrap();
+        let (next_call, vars) = link_call(&first, &next).unwrap();
+        assert_eq!(next_call.endpoint.url, "https://api.example");
+        assert_eq!(next_call.method.path, "/v1/items");
+        assert_eq!(
+            next_call.method.query.get("cursor").map(String::as_str),
+            Some("${switchboard_link_0}")
+        );
+        assert_eq!(
+            next_call.method.query.get("a b").map(String::as_str),
+            Some("${switchboard_link_1}")
+        );
+        assert_eq!(vars.get("switchboard_link_0").map(String::as_str), Some("${secret}"));
+        assert!(!next_call.method.query.contains_key("limit"));
+        // The call is one the request builder accepts, and the URL is the linked one.
+        let prepared = crate::outbound::request::prepare(&next_call, &vars).unwrap();
+        assert_eq!(
+            prepared.url(None, None).unwrap().as_str(),
+            "https://api.example/v1/items?a%20b=2&cursor=%24%7Bsecret%7D"
+        );
+        for other in [
+            "https://evil.example/v1/items",
+            "http://api.example/v1/items",
+            "https://api.example:8443/v1",
+        ] {
+            assert!(link_call(&first, &url::Url::parse(other).unwrap()).is_err(), "{other}");
+        }
+        let repeated = url::Url::parse("https://api.example/v1/items?s=a&s=b").unwrap();
+        assert!(link_call(&first, &repeated).unwrap_err().contains("repeats"));
+        let templated = url::Url::parse("https://api.example/v1/items?%24%7Bx%7D=1").unwrap();
+        assert!(link_call(&first, &templated).unwrap_err().contains("unusable"));
     }
 }

@@ -1,0 +1,130 @@
+//! REST pulls with RFC 8288 `link` pagination through `switchboard worker run-once`: every
+//! `rel="next"` page on the same host is followed (query values passed as they are), and a
+//! link to another host fails the run instead of being followed.
+
+mod database_support;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use database_support::*;
+
+type Seen = Arc<Mutex<Vec<String>>>;
+
+/// `/api/items?page=N` (3 pages, linked), `/evil/items` (links to another host), `POST /sink`.
+async fn source() -> (std::net::SocketAddr, Seen, Seen) {
+    let pages: Seen = Arc::default();
+    let delivered: Seen = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (p, d) = (pages.clone(), delivered.clone());
+    let app = axum::Router::new()
+        .route(
+            "/api/items",
+            axum::routing::get(move |axum::extract::RawQuery(q): axum::extract::RawQuery| {
+                let p = p.clone();
+                async move {
+                    let q = q.unwrap_or_default();
+                    p.lock().unwrap().push(q.clone());
+                    let params: BTreeMap<String, String> =
+                        url::form_urlencoded::parse(q.as_bytes()).into_owned().collect();
+                    let page: u32 = params.get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
+                    let items: Vec<serde_json::Value> =
+                        (1..=2).map(|i| serde_json::json!({"id": format!("p{page}-{i}")})).collect();
+                    let mut headers = axum::http::HeaderMap::new();
+                    if page < 3 {
+                        let link = format!(
+                            "<http://{addr}/api/items?page={}&token=a%20%24%7Bb%7D>; rel=\"next\", <http://{addr}/api/items?page=1>; rel=\"first\"",
+                            page + 1
+                        );
+                        headers.insert("link", link.parse().unwrap());
+                    }
+                    (headers, axum::Json(items))
+                }
+            }),
+        )
+        .route(
+            "/evil/items",
+            axum::routing::get(move || async move {
+                let link = format!("<http://localhost:{}/evil/items?page=2>; rel=next", addr.port());
+                ([("link", link)], axum::Json(serde_json::json!([{"id": "e1"}])))
+            }),
+        )
+        .route(
+            "/sink",
+            axum::routing::post(move |axum::Json(v): axum::Json<serde_json::Value>| {
+                let d = d.clone();
+                async move {
+                    d.lock().unwrap().push(v["id"].as_str().unwrap_or_default().to_string());
+                    axum::http::StatusCode::NO_CONTENT
+                }
+            }),
+        );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, pages, delivered)
+}
+
+fn config(addr: std::net::SocketAddr, path: &str) -> String {
+    format!(
+        r#"{head}source:
+  type: rest
+  request:
+    endpoint:
+      name: items
+      url: http://{addr}
+      protocol: rest
+      timeoutMs: 5000
+      retry: {{maxAttempts: 1, initialBackoffMs: 10, maxBackoffMs: 10}}
+      circuitBreaker: {{failureThreshold: 100, openForMs: 1000}}
+    method: {{name: list, httpMethod: GET, path: {path}}}
+  pagination: {{type: link, param: page, pageSize: 2, maxPages: 10}}
+transform:
+  fieldMap:
+    id: body.id
+targets:
+- name: sink
+  type: outboundMessage
+  endpoint:
+    name: sink
+    url: http://{addr}
+    protocol: rest
+    timeoutMs: 5000
+    retry: {{maxAttempts: 1, initialBackoffMs: 10, maxBackoffMs: 10}}
+    circuitBreaker: {{failureThreshold: 100, openForMs: 1000}}
+  method:
+    name: post
+    httpMethod: POST
+    path: /sink
+    body: '{{"id": "${{id}}"}}'
+    variables:
+    - {{name: id, maxLength: 100}}
+"#,
+        head = config_head("items"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn next_links_are_followed_on_the_same_host_only() {
+    let (addr, pages, delivered) = source().await;
+    let run = run_once(&config(addr, "/api/items"), tempfile::tempdir().unwrap().path());
+    assert_eq!(run.code, 0, "{}\n{}", run.message, run.log);
+    let queries: Vec<Vec<(String, String)>> = pages
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .collect();
+    let linked = |page: &str| {
+        vec![("page".to_string(), page.to_string()), ("token".into(), "a ${b}".into())]
+    };
+    assert_eq!(
+        queries,
+        [vec![], linked("2"), linked("3")],
+        "the link's query values arrive as data, `${{b}}` included"
+    );
+    assert_eq!(delivered.lock().unwrap().len(), 6);
+
+    let run = run_once(&config(addr, "/evil/items"), tempfile::tempdir().unwrap().path());
+    assert_eq!(run.code, 1, "{}", run.message);
+    assert!(run.message.contains("another host"), "{}", run.message);
+}

@@ -291,7 +291,7 @@ impl Core {
         let mut iter = all.into_iter();
         for (n, name, obj) in iter.by_ref() {
             if filtering {
-                let v = obj.value();
+                let v = self.view(res, &obj);
                 if !opts.labels.matches(&v) || !opts.fields.matches(&v) {
                     continue;
                 }
@@ -310,8 +310,20 @@ impl Core {
         Ok(ListPage { rv, items, continue_token, remaining })
     }
 
+    /// A stored object as served at `res` (Events converted to `events.k8s.io/v1`).
+    pub fn view(&self, res: &Resource, obj: &StoredObject) -> Value {
+        self.as_served(res, obj.value())
+    }
+
+    fn as_served(&self, res: &Resource, v: Value) -> Value {
+        if crate::events::is_events_v1(res) { crate::events::to_events_v1(&v) } else { v }
+    }
+
     /// Serialized object as served at `res`'s version (CRD versions share storage unconverted).
     pub fn present(&self, res: &Resource, obj: &StoredObject) -> Bytes {
+        if crate::events::is_events_v1(res) {
+            return Bytes::from(serde_json::to_vec(&self.view(res, obj)).unwrap_or_default());
+        }
         if res.custom().is_none() {
             return obj.json.clone();
         }
@@ -509,7 +521,7 @@ impl Core {
                 }
                 return Err(ApiError::NotFound(res.subject(name)));
             };
-            let old_value = old.value();
+            let old_value = self.as_served(res, old.value());
             let mut new = old_value.clone();
             let manager = Self::manager(opts, agent);
             let result = match kind {
@@ -646,8 +658,13 @@ impl Core {
         sub: Subresource,
         manager: Option<&str>,
     ) -> Result<Written, ApiError> {
-        let old_value = old.as_ref().map(|o| o.value());
-        let storage = self.registry.by_key(&res.key()).unwrap_or_else(|| Arc::new(res.clone()));
+        let old_value = old.as_ref().map(|o| self.as_served(res, o.value()));
+        let storage = if crate::events::is_events_v1(res) {
+            // Converted to the core form only when stored (see below).
+            Arc::new(res.clone())
+        } else {
+            self.registry.by_key(&res.key()).unwrap_or_else(|| Arc::new(res.clone()))
+        };
         new["apiVersion"] = json!(storage.api_version());
         new["kind"] = json!(res.kind);
         if let Some(old_v) = &old_value {
@@ -743,6 +760,9 @@ impl Core {
                 }
             }
             Validation::Builtin(codec) => {
+                if res.kind == "Service" && res.group.is_empty() {
+                    self.assign_cluster_ip(old_value.as_ref(), &mut new);
+                }
                 crate::builtin::apply_defaults(&res.kind, &mut new);
                 let typed = (codec.roundtrip)(new.clone()).map_err(|e| {
                     ApiError::BadRequest(format!(
@@ -831,9 +851,28 @@ impl Core {
             // server's IgnoreManagedFieldsTimestampsTransformer does, a write that would only
             // move managedFields timestamps counts as a no-op too.
             let o = old.expect("old present");
-            return Ok(Written { object: o.value(), warnings, created: false, serialized: None });
+            return Ok(Written {
+                object: self.view(res, &o),
+                warnings,
+                created: false,
+                serialized: None,
+            });
         }
         let created = old.is_none();
+        if crate::events::is_events_v1(res) {
+            // Stored once, as core/v1; answered in the version asked.
+            let mut core_form = crate::events::to_core(&new);
+            let stored = self
+                .store
+                .put(&res.key(), ns, name, &mut core_form, expect)
+                .map_err(|e| store_err(res, name, e))?;
+            return Ok(Written {
+                object: self.view(res, &stored),
+                warnings,
+                created,
+                serialized: None,
+            });
+        }
         let stored = self
             .store
             .put(&res.key(), ns, name, &mut new, expect)
@@ -890,6 +929,31 @@ impl Core {
             }
         }
         Ok(())
+    }
+
+    /// A Service keeps its cluster IP; a new one gets a free loopback address (see
+    /// `services`), unless it is headless (`None`) or names its own.
+    fn assign_cluster_ip(&self, old: Option<&Value>, new: &mut Value) {
+        let current = new.pointer("/spec/clusterIP").and_then(Value::as_str).unwrap_or("");
+        let external = new.pointer("/spec/type").and_then(Value::as_str) == Some("ExternalName");
+        if !current.is_empty() || external {
+            return;
+        }
+        let kept = old.and_then(|o| o.pointer("/spec/clusterIP")).cloned();
+        let ip = match kept {
+            Some(ip) => ip,
+            None => json!(crate::services::allocate_cluster_ip(self, new)),
+        };
+        if !new.get("spec").is_some_and(Value::is_object) {
+            new["spec"] = json!({});
+        }
+        new["spec"]["clusterIP"] = ip.clone();
+        if new.pointer("/spec/clusterIPs").is_none() {
+            new["spec"]["clusterIPs"] = old
+                .and_then(|o| o.pointer("/spec/clusterIPs"))
+                .cloned()
+                .unwrap_or_else(|| json!([ip]));
+        }
     }
 
     fn prepare_crd(&self, res: &Resource, name: &str, crd: &mut Value) -> Result<(), ApiError> {
@@ -1061,7 +1125,7 @@ impl Core {
             }
             match self.store.delete(&res.key(), ns, name, Expect::Version(old.rv)) {
                 Ok(stored) => {
-                    let last = stored.value();
+                    let last = self.view(res, &stored);
                     if res.kind == "CustomResourceDefinition" {
                         self.unregister_crd(&last);
                     }

@@ -367,6 +367,7 @@ pub fn apply_defaults(kind: &str, obj: &mut Value) {
             default_template(obj, &["spec", "template"]);
         }
         "Job" => {
+            default_job_selector(obj);
             set_default(obj, &["spec", "backoffLimit"], json!(6));
             set_default(obj, &["spec", "completions"], json!(1));
             set_default(obj, &["spec", "parallelism"], json!(1));
@@ -384,10 +385,7 @@ pub fn apply_defaults(kind: &str, obj: &mut Value) {
         "Service" => {
             set_default(obj, &["spec", "type"], json!("ClusterIP"));
             set_default(obj, &["spec", "sessionAffinity"], json!("None"));
-            let headless = obj.pointer("/spec/clusterIP").and_then(Value::as_str) == Some("None");
-            if !headless {
-                let ip = service_ip(obj);
-                set_default(obj, &["spec", "clusterIP"], json!(ip));
+            if let Some(ip) = obj.pointer("/spec/clusterIP").cloned() {
                 set_default(obj, &["spec", "clusterIPs"], json!([ip]));
             }
             for_each_item(obj, &["spec", "ports"], &mut |p| {
@@ -419,13 +417,30 @@ pub fn apply_defaults(kind: &str, obj: &mut Value) {
     }
 }
 
-/// A stable fake cluster IP derived from the service's namespace and name.
-fn service_ip(obj: &Value) -> String {
-    use sha2::Digest as _;
-    let ns = obj.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("");
-    let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
-    let h = sha2::Sha256::digest(format!("{ns}/{name}").as_bytes());
-    format!("10.96.{}.{}", h[0], h[1].max(1))
+/// Jobs select their Pods by the Job's uid unless `spec.manualSelector` is set: the selector
+/// and the template labels are generated from it (as the API server does on create).
+fn default_job_selector(obj: &mut Value) {
+    let manual = obj.pointer("/spec/manualSelector").and_then(Value::as_bool).unwrap_or(false);
+    let Some(uid) = obj.pointer("/metadata/uid").and_then(Value::as_str).map(str::to_string) else {
+        return;
+    };
+    let Some(name) = obj.pointer("/metadata/name").and_then(Value::as_str).map(str::to_string)
+    else {
+        return;
+    };
+    if manual || obj.pointer("/spec/selector").is_some() || obj.pointer("/spec/template").is_none()
+    {
+        return;
+    }
+    obj["spec"]["selector"] = json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
+    for (k, v) in [
+        ("batch.kubernetes.io/controller-uid", &uid),
+        ("batch.kubernetes.io/job-name", &name),
+        ("controller-uid", &uid),
+        ("job-name", &name),
+    ] {
+        set_default(obj, &["spec", "template", "metadata", "labels", k], json!(v));
+    }
 }
 
 /// Kind-specific checks beyond typing (the ones clients are known to rely on).

@@ -41,6 +41,8 @@ pub struct AppState {
     pub address: String,
     /// How often watches get a bookmark.
     pub bookmark_interval: Duration,
+    /// Where the pod runner keeps Pod directories (for `pods/<name>/log`).
+    pub pods_root: std::path::PathBuf,
 }
 
 type Query = HashMap<String, String>;
@@ -392,6 +394,9 @@ async fn resource_request(
         "token" if res.kind == "ServiceAccount" && res.group.is_empty() && verb == "create" => {
             return token_request(st, ns, target.name.unwrap_or(""));
         }
+        "log" if res.kind == "Pod" && res.group.is_empty() && verb == "get" => {
+            return pod_log(st, ns, target.name.unwrap_or(""), q);
+        }
         "scale" if res.scale_subresource => {
             return scale(st, &res, ns, target.name.unwrap_or(""), method, headers, &body, q, user);
         }
@@ -410,7 +415,7 @@ async fn resource_request(
         "get" => {
             let obj = core.get(&res, ns, target.name.unwrap_or(""))?;
             if table {
-                let v = obj.value();
+                let v = core.view(&res, &obj);
                 let t = crate::table::table(&res, &[v], obj.rv, None, include);
                 return Ok(ok_json(&t));
             }
@@ -420,7 +425,7 @@ async fn resource_request(
             let opts = list_options(q)?;
             let page = core.list(&res, target.namespace.filter(|_| res.namespaced), &opts)?;
             if table {
-                let values: Vec<Value> = page.items.iter().map(|o| o.value()).collect();
+                let values: Vec<Value> = page.items.iter().map(|o| core.view(&res, o)).collect();
                 let t = crate::table::table(
                     &res,
                     &values,
@@ -635,6 +640,39 @@ fn review(
     Ok(json_response(StatusCode::CREATED, Bytes::from(body.to_string()), "application/json", &[]))
 }
 
+/// `GET pods/<name>/log`: the container's output, whole or followed.
+fn pod_log(st: &AppState, ns: &str, name: &str, q: &Query) -> Result<Response, ApiError> {
+    let pods = st.core.registry.get("", "v1", "pods").ok_or(ApiError::NoRoute)?;
+    let pod = st.core.get(&pods, ns, name)?.value();
+    let flag = |k: &str| q.get(k).is_some_and(|v| v == "true" || v == "1");
+    let number = |k: &str| q.get(k).and_then(|v| v.parse::<i64>().ok());
+    let since = match (number("sinceSeconds"), q.get("sinceTime")) {
+        (Some(s), _) => Some(chrono::Utc::now() - chrono::Duration::seconds(s)),
+        (None, Some(t)) => crate::clock::parse_time(t),
+        _ => None,
+    };
+    let opts = crate::kubelet::logs::LogOptions {
+        container: q.get("container").filter(|c| !c.is_empty()).cloned(),
+        follow: flag("follow"),
+        previous: flag("previous"),
+        timestamps: flag("timestamps"),
+        tail_lines: number("tailLines").and_then(|n| usize::try_from(n).ok()),
+        limit_bytes: number("limitBytes").and_then(|n| usize::try_from(n).ok()),
+        since,
+    };
+    let body = match crate::kubelet::logs::read(&st.core, &st.pods_root, &pod, opts)? {
+        crate::kubelet::logs::LogBody::Whole(b) => Body::from(b),
+        crate::kubelet::logs::LogBody::Stream(rx) => {
+            Body::from_stream(futures::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
+            }))
+        }
+    };
+    let mut r = Response::new(body);
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    Ok(r)
+}
+
 fn token_request(st: &AppState, ns: &str, name: &str) -> Result<Response, ApiError> {
     let sa_res = st.core.registry.get("", "v1", "serviceaccounts").ok_or(ApiError::NoRoute)?;
     let sa = st.core.get(&sa_res, ns, name)?.value();
@@ -781,7 +819,7 @@ fn event_line(kind: &str, object: &[u8]) -> Bytes {
 
 fn render(st: &AppState, res: &Resource, spec: &WatchSpec, obj: &StoredObject) -> Bytes {
     if spec.table {
-        let v = obj.value();
+        let v = st.core.view(res, obj);
         let mut t = crate::table::table(res, &[v], obj.rv, None, spec.include);
         if let Some(m) = t.get_mut("metadata") {
             *m = json!({"resourceVersion": obj.rv.to_string()});
@@ -800,14 +838,14 @@ fn bookmark(res: &Resource, rv: u64, initial_end: bool) -> Bytes {
     event_line("BOOKMARK", obj.to_string().as_bytes())
 }
 
-fn matches(spec: &WatchSpec, ns: &str, obj: &StoredObject) -> bool {
+fn matches(core: &Core, res: &Resource, spec: &WatchSpec, ns: &str, obj: &StoredObject) -> bool {
     if spec.namespace.as_deref().is_some_and(|n| n != ns) {
         return false;
     }
     if spec.labels.is_empty() && spec.fields.is_empty() {
         return true;
     }
-    let v = obj.value();
+    let v = core.view(res, obj);
     spec.labels.matches(&v) && spec.fields.matches(&v)
 }
 
@@ -827,7 +865,7 @@ async fn run_watch(
         None => {
             let (rv, items) = store.list(&key, spec.namespace.as_deref(), None);
             for (ns, _, obj) in items {
-                if matches(&spec, &ns, &obj)
+                if matches(&st.core, &res, &spec, &ns, &obj)
                     && tx.send(event_line("ADDED", &render(&st, &res, &spec, &obj))).await.is_err()
                 {
                     return;
@@ -854,8 +892,11 @@ async fn run_watch(
             if e.key != key {
                 continue;
             }
-            let now_matches = matches(&spec, &e.namespace, &e.object);
-            let before = e.previous.as_ref().is_some_and(|p| matches(&spec, &e.namespace, p));
+            let now_matches = matches(&st.core, &res, &spec, &e.namespace, &e.object);
+            let before = e
+                .previous
+                .as_ref()
+                .is_some_and(|p| matches(&st.core, &res, &spec, &e.namespace, p));
             let kind = match e.kind {
                 EventType::Added if now_matches => "ADDED",
                 EventType::Modified if now_matches && before => "MODIFIED",

@@ -9,23 +9,32 @@
 //! server.
 //!
 //! ```text
-//!  kubectl / kube::Client ──HTTPS──▶ http (auth, RBAC, routing, tables, watch)
+//!  kubectl / kube::Client ──HTTPS──▶ http (auth, RBAC, routing, tables, watch, pods/log)
 //!                                      │
 //!                                      ▼
 //!        in-process controllers ──▶ api::Core (admission: schema, defaults, managedFields)
-//!        (gc, namespaces)              │
-//!                                      ▼
-//!                                    store (objects, resourceVersions, history, state dir)
+//!        gc, namespaces                │
+//!        workloads (Deployment, …)     ▼
+//!        kubelet (Pods as processes)  store (objects, resourceVersions, history, state dir)
+//!        services (loopback proxies)
 //! ```
+//!
+//! [`kubelet`] runs each Pod's containers as local processes on an address of its own
+//! (chosen by [`kubelet::ImageRule`]s in [`Config::pods`]); [`workloads`] turns Deployments,
+//! StatefulSets, Jobs and CronJobs into Pods; [`services`] makes cluster IPs reachable on
+//! loopback; [`sink::RequestSink`] stands in for external systems.
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod auth;
 pub mod builtin;
+pub mod clock;
 pub mod discovery;
 pub mod error;
+pub mod events;
 pub mod gc;
 pub mod http;
+pub mod kubelet;
 pub mod managed;
 pub mod openapi;
 pub mod patch;
@@ -34,9 +43,12 @@ pub mod rbac;
 pub mod resources;
 pub mod schema;
 pub mod selectors;
+pub mod services;
+pub mod sink;
 pub mod store;
 pub mod table;
 pub mod tls;
+pub mod workloads;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -61,6 +73,12 @@ pub struct Config {
     pub history_limit: usize,
     /// How often idle watches get a bookmark.
     pub bookmark_interval: Duration,
+    /// The workload controllers (Deployment, ReplicaSet, StatefulSet, Job, CronJob).
+    pub workloads: workloads::WorkloadSettings,
+    /// The cluster's wall clock (tests move it forward).
+    pub clock: clock::Clock,
+    /// The pod runner: which programs stand for which images, restart back-off.
+    pub pods: kubelet::PodRunnerConfig,
 }
 
 impl Default for Config {
@@ -70,6 +88,9 @@ impl Default for Config {
             port: 0,
             history_limit: 100_000,
             bookmark_interval: Duration::from_secs(5),
+            workloads: workloads::WorkloadSettings::default(),
+            clock: clock::Clock::default(),
+            pods: kubelet::PodRunnerConfig::default(),
         }
     }
 }
@@ -119,6 +140,8 @@ pub struct DevCluster {
     tokens: Arc<auth::Tokens>,
     core: Arc<Core>,
     running: Option<Running>,
+    groups: Arc<kubelet::process::ProcessGroups>,
+    services: Arc<services::ServiceProxies>,
 }
 
 impl DevCluster {
@@ -156,6 +179,8 @@ impl DevCluster {
             tokens: Arc::new(tokens),
             core,
             running: None,
+            groups: Arc::new(kubelet::process::ProcessGroups::default()),
+            services: Arc::new(services::ServiceProxies::default()),
         };
         cluster.serve().await?;
         Ok(cluster)
@@ -171,15 +196,80 @@ impl DevCluster {
             tokens: self.tokens.clone(),
             address: self.addr.to_string(),
             bookmark_interval: self.config.bookmark_interval,
+            pods_root: self.dir.join("pods"),
         });
         let (tx, rx) = tokio::sync::watch::channel(false);
         let tls = self.pki.server_config()?;
         let server = tokio::spawn(http::serve(listener, http::router(state), tls, rx.clone()));
-        let controllers = tokio::spawn(gc::run(self.core.clone(), rx));
-        self.running = Some(Running { shutdown: tx, tasks: vec![server, controllers] });
+        let controllers = tokio::spawn(gc::run(self.core.clone(), rx.clone()));
+        let mut tasks = vec![server, controllers];
+        if self.config.workloads.enabled {
+            let ctx = Arc::new(workloads::Ctx {
+                core: self.core.clone(),
+                clock: self.config.clock.clone(),
+                settings: self.config.workloads.clone(),
+            });
+            tasks.push(tokio::spawn(workloads::run(ctx, rx.clone())));
+        }
+        tasks.push(tokio::spawn(services::run(
+            self.core.clone(),
+            self.services.clone(),
+            rx.clone(),
+        )));
+        if self.config.pods.enabled {
+            let shared = Arc::new(kubelet::Shared {
+                core: self.core.clone(),
+                clock: self.config.clock.clone(),
+                config: self.config.pods.clone(),
+                pods_root: self.dir.join("pods"),
+                claims_root: self.dir.join("volumes"),
+                api: self.api_access(),
+                addresses: kubelet::addresses::Addresses::default(),
+                groups: self.groups.clone(),
+                services: self.services.clone(),
+            });
+            tasks.push(tokio::spawn(kubelet::run(shared, rx.clone())));
+        }
+        self.running = Some(Running { shutdown: tx, tasks });
         self.write_kubeconfig(&self.kubeconfig_path(), "admin", self.tokens.admin_token())?;
         tracing::info!(url = %self.url(), "devcluster serving");
         Ok(())
+    }
+
+    /// How Pods reach this API server: its address, CA and ServiceAccount credentials.
+    fn api_access(&self) -> kubelet::ApiAccess {
+        let core = self.core.clone();
+        let tokens = self.tokens.clone();
+        let url = self.url();
+        let ca = self.pki.ca_pem.clone();
+        kubelet::ApiAccess {
+            host: self.addr.ip().to_string(),
+            port: self.addr.port(),
+            ca_pem: self.pki.ca_pem.clone(),
+            credentials: Box::new(move |ns, name| {
+                let sa = core.store.get(
+                    &resources::ResourceKey::new("", "serviceaccounts"),
+                    ns,
+                    name,
+                )?;
+                let v = sa.value();
+                let uid = v.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("");
+                let token = tokens.service_account_token(ns, name, uid);
+                let user = format!("system:serviceaccount:{ns}:{name}");
+                let kubeconfig = kubeconfig_yaml(&url, &ca, &user, &token);
+                Some(kubelet::Credentials { token, kubeconfig })
+            }),
+        }
+    }
+
+    /// Where a Service's ports are reachable on this machine (its proxy's addresses).
+    pub fn service_addresses(&self, namespace: &str, name: &str) -> Vec<services::LocalPort> {
+        self.services.addresses(namespace, name)
+    }
+
+    /// How many container processes are running.
+    pub fn running_processes(&self) -> usize {
+        self.groups.len()
     }
 
     /// `https://127.0.0.1:<port>`.
@@ -212,6 +302,11 @@ impl DevCluster {
         &self.pki.ca_pem
     }
 
+    /// The cluster clock.
+    pub fn clock(&self) -> &clock::Clock {
+        &self.config.clock
+    }
+
     /// The in-process API handle (store, registry, admission).
     pub fn core(&self) -> Arc<Core> {
         self.core.clone()
@@ -224,18 +319,7 @@ impl DevCluster {
 
     /// A kubeconfig (YAML) for a user with `token`.
     pub fn kubeconfig(&self, user: &str, token: &str) -> String {
-        use base64::Engine as _;
-        let ca = base64::engine::general_purpose::STANDARD.encode(&self.pki.ca_pem);
-        let doc = json!({
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [{"name": "devcluster", "cluster": {"server": self.url(), "certificate-authority-data": ca}}],
-            "users": [{"name": user, "user": {"token": token}}],
-            "contexts": [{"name": "devcluster", "context": {"cluster": "devcluster", "user": user, "namespace": "default"}}],
-            "current-context": "devcluster",
-            "preferences": {},
-        });
-        yaml_serde::to_string(&doc).unwrap_or_default()
+        kubeconfig_yaml(&self.url(), &self.pki.ca_pem, user, token)
     }
 
     fn write_kubeconfig(&self, path: &Path, user: &str, token: &str) -> Result<(), Error> {
@@ -309,6 +393,7 @@ impl DevCluster {
                 let _ = t.await;
             }
         }
+        self.groups.kill_all();
         self.core.store.flush()?;
         self.core.store.compact()?;
         Ok(())
@@ -334,11 +419,29 @@ impl Drop for DevCluster {
                 t.abort();
             }
         }
+        // Whatever the pod runner could not stop in time dies with the cluster.
+        self.groups.kill_all();
         let _ = self.core.store.flush();
         if self.temporary {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// A kubeconfig (YAML) for `user` with `token` at `url`, trusting `ca_pem`.
+fn kubeconfig_yaml(url: &str, ca_pem: &str, user: &str, token: &str) -> String {
+    use base64::Engine as _;
+    let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
+    let doc = json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "devcluster", "cluster": {"server": url, "certificate-authority-data": ca}}],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [{"name": "devcluster", "context": {"cluster": "devcluster", "user": user, "namespace": "default"}}],
+        "current-context": "devcluster",
+        "preferences": {},
+    });
+    yaml_serde::to_string(&doc).unwrap_or_default()
 }
 
 /// Creates what a fresh cluster has: the standard namespaces and their default

@@ -92,8 +92,12 @@ pub struct Resource {
 }
 
 impl Resource {
-    /// The storage key.
+    /// The storage key. `events.k8s.io` Events share the storage of core Events (see
+    /// `events`).
     pub fn key(&self) -> ResourceKey {
+        if crate::events::is_events_v1(self) {
+            return crate::events::storage_key();
+        }
         ResourceKey::new(&self.group, &self.plural)
     }
 

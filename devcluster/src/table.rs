@@ -189,13 +189,7 @@ fn builtin_columns(kind: &str) -> Vec<Column> {
                     .map_or(0, |a| a.iter().filter(|c| c.get("ready") == Some(&json!(true))).count());
                 json!(format!("{ready}/{total}"))
             }));
-            cols.push(col("Status", |v| {
-                if v.pointer("/metadata/deletionTimestamp").is_some() {
-                    json!("Terminating")
-                } else {
-                    s(v, "/status/phase", "Pending")
-                }
-            }));
+            cols.push(col("Status", |v| json!(pod_status(v))));
             cols.push(Column { kind: "integer", ..col("Restarts", |v| {
                 json!(v.pointer("/status/containerStatuses").and_then(Value::as_array).map_or(0, |a| a.iter().map(|c| n(c, "/restartCount")).sum::<i64>()))
             }) });
@@ -434,4 +428,54 @@ pub fn table(
         "columnDefinitions": column_definitions(res),
         "rows": objects.iter().map(|o| row(res, o, include)).collect::<Vec<_>>(),
     })
+}
+
+/// The STATUS column of a Pod as kubectl prints it: the phase, or the reason a container
+/// waits or ended (`CrashLoopBackOff`, `ErrImagePull`, `Completed`, `Error`), or
+/// `Terminating`.
+fn pod_status(v: &Value) -> String {
+    if v.pointer("/metadata/deletionTimestamp").is_some() {
+        return "Terminating".into();
+    }
+    let mut reason = v
+        .pointer("/status/reason")
+        .or_else(|| v.pointer("/status/phase"))
+        .and_then(Value::as_str)
+        .unwrap_or("Pending")
+        .to_string();
+    let statuses = |list: &str| -> Vec<Value> {
+        v.pointer(&format!("/status/{list}")).and_then(Value::as_array).cloned().unwrap_or_default()
+    };
+    for (i, c) in statuses("initContainerStatuses").iter().enumerate() {
+        let code = c.pointer("/state/terminated/exitCode").and_then(Value::as_i64);
+        if code == Some(0) {
+            continue;
+        }
+        let total = statuses("initContainerStatuses").len();
+        reason = match (c.pointer("/state/waiting/reason").and_then(Value::as_str), code) {
+            (Some(w), _) if w != "PodInitializing" => format!("Init:{w}"),
+            (_, Some(code)) => format!("Init:ExitCode:{code}"),
+            _ => format!("Init:{i}/{total}"),
+        };
+        return reason;
+    }
+    let mut running = false;
+    for c in statuses("containerStatuses").iter().rev() {
+        if let Some(w) = c.pointer("/state/waiting/reason").and_then(Value::as_str) {
+            reason = w.to_string();
+        } else if let Some(t) = c.pointer("/state/terminated") {
+            reason = match t.get("reason").and_then(Value::as_str) {
+                Some(r) => r.to_string(),
+                None => {
+                    format!("ExitCode:{}", t.get("exitCode").and_then(Value::as_i64).unwrap_or(0))
+                }
+            };
+        } else if c.get("ready") == Some(&json!(true)) && c.pointer("/state/running").is_some() {
+            running = true;
+        }
+    }
+    if reason == "Completed" && running {
+        reason = "Running".into();
+    }
+    reason
 }

@@ -41,6 +41,8 @@ pub enum Command {
     Worker(switchboard_worker::cli::WorkerArgs),
     /// List, show and replay a running worker's dead letters.
     Dlq(switchboard_worker::cli::DlqArgs),
+    /// Run Switchboard on this machine: a local cluster, the operator, and the given manifests.
+    Dev(crate::dev::DevArgs),
 }
 
 /// Arguments of `switchboard operator`.
@@ -67,6 +69,13 @@ pub struct OperatorArgs {
     /// Reconciles in flight per kind.
     #[arg(long, default_value_t = 4)]
     pub concurrency: u16,
+    /// How often each integration's workers are asked for their `/status` (runtime health).
+    #[arg(long, env = "SWITCHBOARD_STATUS_INTERVAL", default_value = "15s", value_parser = parse_duration_arg)]
+    pub status_interval: std::time::Duration,
+    /// Port of the workers' admin endpoint, where `/status` is read (tests and benchmarks
+    /// serve many workers from one address).
+    #[arg(long, hide = true, default_value_t = switchboard_worker::config::ADMIN_PORT)]
+    pub worker_status_port: u16,
     /// Log format.
     #[arg(long, value_enum, env = "SWITCHBOARD_LOG_FORMAT", default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -80,6 +89,10 @@ pub struct OperatorArgs {
     /// OpenLineage job namespace (default: each Integration's namespace).
     #[arg(long, env = "SWITCHBOARD_OPENLINEAGE_NAMESPACE", default_value = "")]
     pub openlineage_namespace: String,
+    /// Export traces (a span per reconcile) over OTLP/HTTP to this endpoint, for example
+    /// `http://otel-collector.monitoring:4318`.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// Arguments of `switchboard crds`.
@@ -140,7 +153,12 @@ pub fn run(cli: Cli) -> ExitCode {
             tokio_runtime().block_on(switchboard_worker::cli::run_worker(args))
         }
         Command::Dlq(args) => tokio_runtime().block_on(switchboard_worker::cli::run_dlq(args)),
+        Command::Dev(args) => crate::dev::run(args),
     }
+}
+
+fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {
+    crate::api::parse_duration(text)
 }
 
 fn tokio_runtime() -> tokio::runtime::Runtime {
@@ -148,7 +166,6 @@ fn tokio_runtime() -> tokio::runtime::Runtime {
 }
 
 fn operator(args: OperatorArgs) -> ExitCode {
-    init_logging(&args.log_level, args.log_format);
     let _ = rustls::crypto::ring::default_provider().install_default();
     let identity = args.identity.clone().unwrap_or_else(|| {
         std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -158,7 +175,7 @@ fn operator(args: OperatorArgs) -> ExitCode {
     let settings = crate::controller::run::OperatorSettings {
         metrics_addr: args.metrics_addr,
         leader_election: args.leader_elect,
-        lease_namespace: args.lease_namespace,
+        lease_namespace: args.lease_namespace.clone(),
         lease_name: args.lease_name,
         identity,
         timing: crate::controller::leader::LeaseTiming::default(),
@@ -168,14 +185,27 @@ fn operator(args: OperatorArgs) -> ExitCode {
             url,
             namespace: args.openlineage_namespace,
         }),
+        runtime: crate::controller::runtime::RuntimeSettings {
+            interval: args.status_interval,
+            port: args.worker_status_port,
+            operator_namespace: args.lease_namespace.clone(),
+            ..Default::default()
+        },
     };
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
-    let result = runtime.block_on(async {
+    let result = tokio_runtime().block_on(async {
+        let telemetry = crate::telemetry::init(
+            &args.log_level,
+            args.log_format,
+            args.otlp_endpoint.as_deref(),
+            "switchboard-operator",
+        )
+        .map_err(|e| anyhow::anyhow!(e))?;
         let client = kube::Client::try_default()
             .await
             .map_err(|e| anyhow::anyhow!("cannot reach the Kubernetes API: {e}"))?;
-        crate::controller::run::run(client, settings).await
+        let result = crate::controller::run::run(client, settings).await;
+        telemetry.shutdown();
+        result
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

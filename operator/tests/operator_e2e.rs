@@ -425,7 +425,8 @@ async fn requests_outside_the_chart_rbac_are_forbidden() {
     for (verb, resource) in [
         ("create", "secrets"),
         ("delete", "secrets"),
-        ("list", "pods"),
+        ("create", "pods"),
+        ("delete", "pods"),
         ("create", "clusterroles"),
         ("update", "integrations"),
     ] {
@@ -708,4 +709,81 @@ async fn an_unreadable_object_is_reported_on_itself_and_stalls_nothing() {
         }
     })
     .await;
+}
+
+/// Export requests seen by the stand-in collector: request line and body.
+type Exports = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reconciles_are_traced_over_otlp_when_configured() {
+    // A stand-in OTLP/HTTP collector: records every export request.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let received: Exports = Default::default();
+    let sink = received.clone();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else { return };
+            let sink = sink.clone();
+            tokio::spawn(async move {
+                let mut buffer = Vec::new();
+                let mut chunk = [0u8; 65536];
+                loop {
+                    let Ok(n) = stream.read(&mut chunk).await else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    buffer.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buffer).to_string();
+                    let Some(end) = text.find("\r\n\r\n") else { continue };
+                    let head = text[..end].to_ascii_lowercase();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    if buffer.len() < end + 4 + length {
+                        continue;
+                    }
+                    let body = buffer[end + 4..end + 4 + length].to_vec();
+                    sink.lock()
+                        .unwrap()
+                        .push((head.lines().next().unwrap_or_default().to_string(), body));
+                    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n").await;
+                    buffer.clear();
+                }
+            });
+        }
+    });
+    let env = Env::start().await;
+    let endpoint = format!("--otlp-endpoint=http://127.0.0.1:{port}");
+    let _operator = env.operator_with("operator-0", false, &[&endpoint]);
+    env.kubectl_ok(&[
+        "apply",
+        "-f",
+        "examples/00-namespace.yaml",
+        "-f",
+        "examples/05-servicenow.yaml",
+    ]);
+    let exports = eventually("trace exports", WAIT, || {
+        let received = received.clone();
+        async move {
+            let got = received.lock().unwrap().clone();
+            got.iter()
+                .any(|(_, body)| String::from_utf8_lossy(body).contains("reconciling object"))
+                .then_some(got)
+        }
+    })
+    .await;
+    assert!(
+        exports.iter().all(|(line, _)| line.starts_with("post /v1/traces")),
+        "{:?}",
+        exports.iter().map(|e| &e.0).collect::<Vec<_>>()
+    );
+    let all: Vec<u8> = exports.iter().flat_map(|(_, b)| b.clone()).collect();
+    assert!(
+        String::from_utf8_lossy(&all).contains("switchboard-operator"),
+        "the service name is on the resource"
+    );
 }

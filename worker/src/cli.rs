@@ -2,6 +2,7 @@
 //!
 //! ```text
 //!  switchboard worker   --config FILE [--admin-token-file F] [--log-format json]   serve
+//!                       [--bind-address IP] [--root DIR]   (how switchboard dev runs it)
 //!  switchboard worker run-once --config FILE                                        one run (Schedule Job)
 //!  switchboard dlq list   [--all] [--limit N]   --url http://worker:9090 --token-file F
 //!  switchboard dlq show   ID
@@ -69,6 +70,17 @@ pub struct WorkerArgs {
     /// Where `run-once` writes its termination message.
     #[arg(long, global = true, default_value = TERMINATION_LOG)]
     pub termination_log: PathBuf,
+    /// Address the inbound and admin ports listen on (default: all addresses);
+    /// `--inbound-addr` and `--admin-addr` win over it. `switchboard dev` sets it to the
+    /// pod's own loopback address.
+    #[arg(long, global = true, env = "SWITCHBOARD_BIND_ADDRESS")]
+    pub bind_address: Option<std::net::IpAddr>,
+    /// Directory the pod's file system appears under: the config file, the paths it names
+    /// (credential directories, CA files, the data directory), the admin token file and the
+    /// termination log are read below it (paths already below it are kept). For running a
+    /// worker outside a container; `switchboard dev` sets it to the pod's root.
+    #[arg(long, global = true, env = "SWITCHBOARD_ROOT", value_name = "DIR")]
+    pub root: Option<PathBuf>,
 }
 
 /// Subcommands of `switchboard worker`.
@@ -126,17 +138,39 @@ pub enum DlqCommand {
 
 /// Install logging: `level` unless `RUST_LOG` says otherwise.
 pub fn init_logging(level: &str, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
+    init_logging_with(level, format, None::<tracing_subscriber::layer::Identity>);
 }
 
-fn log_level_of(config: &Path) -> String {
-    crate::runtime::load_config(config)
+/// Install logging, with an extra layer (the operator adds OpenTelemetry export) beside the
+/// formatted output on standard error.
+pub fn init_logging_with<L>(level: &str, format: LogFormat, extra: Option<L>)
+where
+    L: tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync + 'static,
+{
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let directives = std::env::var("RUST_LOG").unwrap_or_else(|_| level.to_string());
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_new(&directives)
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+    };
+    let output = match format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_writer(std::io::stderr)
+            .boxed(),
+        LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(std::io::stderr).boxed(),
+    };
+    let _ = tracing_subscriber::registry()
+        .with(extra.map(|layer| layer.with_filter(filter())))
+        .with(output.with_filter(filter()))
+        .try_init();
+}
+
+fn log_level_of(config: &Path, root: Option<&Path>) -> String {
+    crate::runtime::load_rooted_config(config, root)
         .map(|c| c.server.log_level)
         .unwrap_or_else(|_| "info".into())
 }
@@ -149,11 +183,20 @@ pub fn deliverer_for(config: &crate::config::WorkerConfig) -> Result<Arc<dyn Del
 /// `switchboard worker ...`.
 pub async fn run_worker(args: WorkerArgs) -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    init_logging(&log_level_of(&args.config), args.log_format);
+    let root = args.root.clone();
+    let rooted = |p: PathBuf| match &root {
+        Some(r) => crate::runtime::rooted(&p, r),
+        None => p,
+    };
+    init_logging(&log_level_of(&args.config, root.as_deref()), args.log_format);
     match args.command {
         Some(WorkerCommand::RunOnce) => {
-            let result =
-                crate::runtime::run_once::run_once_in(&args.config, args.data_dir.as_deref()).await;
+            let result = crate::runtime::run_once::run_once(
+                &args.config,
+                root.as_deref(),
+                args.data_dir.as_deref(),
+            )
+            .await;
             let (code, message) = match &result {
                 Ok(summary) => (ExitCode::SUCCESS, summary.clone()),
                 Err(e) => (ExitCode::FAILURE, format!("{}: {e}", e.category())),
@@ -164,8 +207,10 @@ pub async fn run_worker(args: WorkerArgs) -> ExitCode {
                 tracing::error!(error = %message, "run failed");
             }
             // Kubernetes shows this file's content as the container's termination message.
-            if let Ok(mut f) =
-                std::fs::OpenOptions::new().write(true).truncate(true).open(&args.termination_log)
+            if let Ok(mut f) = std::fs::OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .open(rooted(args.termination_log.clone()))
             {
                 let _ = f.write_all(message.as_bytes());
             }
@@ -174,10 +219,12 @@ pub async fn run_worker(args: WorkerArgs) -> ExitCode {
         None => {
             let options = crate::runtime::WorkerOptions {
                 config_path: args.config,
-                admin_token_file: args.admin_token_file,
+                admin_token_file: args.admin_token_file.map(rooted),
                 inbound_addr: args.inbound_addr,
                 admin_addr: args.admin_addr,
                 data_dir: args.data_dir,
+                bind_address: args.bind_address,
+                root: args.root,
             };
             match crate::runtime::run_worker(options, deliverer_for).await {
                 Ok(()) => ExitCode::SUCCESS,

@@ -789,6 +789,45 @@ pub enum ConfigError {
 }
 
 impl WorkerConfig {
+    /// Moves every absolute file path of the config below `root`: credential directories,
+    /// CA files of endpoints and database connections, and the data directory. This is for running a worker outside
+    /// its container, where the pod's mounts appear below a directory (`switchboard dev`);
+    /// paths already below `root` are kept.
+    pub fn rebase(&mut self, root: &std::path::Path) {
+        for credential in self.credentials.values_mut() {
+            rebase_path(&mut credential.directory, root);
+        }
+        rebase_path(&mut self.server.data_dir, root);
+        let mut calls: Vec<&mut OutboundCall> = Vec::new();
+        let mut connections: Vec<&mut DatabaseConnectionConfig> = Vec::new();
+        match &mut self.source {
+            Some(SourceConfig::Rest(rest)) => calls.push(&mut rest.request),
+            Some(SourceConfig::File(file)) => calls.push(&mut file.fetch),
+            Some(SourceConfig::Database(pull)) => connections.push(&mut pull.connection),
+            _ => {}
+        }
+        for target in &mut self.targets {
+            match &mut target.kind {
+                TargetKind::OutboundMessage(call) => calls.push(call),
+                TargetKind::Database(database) => connections.push(&mut database.connection),
+                TargetKind::Email(_) => {}
+            }
+        }
+        if let Some(run) = &mut self.run {
+            calls.push(run);
+        }
+        if let Some(checks) = &mut self.health_checks {
+            calls.extend(checks.probes.iter_mut().map(|p| &mut p.call));
+        }
+        let ca_files = calls
+            .into_iter()
+            .filter_map(|call| call.endpoint.ca_file.as_mut())
+            .chain(connections.into_iter().filter_map(|c| c.ca_file.as_mut()));
+        for ca in ca_files {
+            rebase_path(ca, root);
+        }
+    }
+
     /// Parse a rendered config and check its version.
     pub fn from_yaml(text: &str) -> Result<WorkerConfig, ConfigError> {
         #[derive(Deserialize)]
@@ -843,5 +882,175 @@ mod tests {
         let yaml = yaml_serde::to_string(&target).unwrap();
         assert!(yaml.starts_with("name: mail\ntype: email\n"), "{yaml}");
         assert_eq!(yaml_serde::from_str::<TargetConfig>(&yaml).unwrap(), target);
+    }
+}
+
+/// `path` below `root` when it is absolute and not there already.
+pub fn rebase_path(path: &mut String, root: &std::path::Path) {
+    let p = std::path::Path::new(path.as_str());
+    if p.is_absolute() && !p.starts_with(root) {
+        *path = root.join(p.strip_prefix("/").unwrap_or(p)).to_string_lossy().into_owned();
+    }
+}
+
+#[cfg(test)]
+mod rebase_tests {
+    use super::*;
+
+    const CONFIG: &str = r#"apiVersion: worker.switchboard.dev/v1
+kind: WorkerConfig
+subject:
+  kind: Integration
+  namespace: acme-integrations
+  name: order-invoicing
+owner:
+  team: finance-systems
+  contact: finance-systems@acme.example
+  onCall: finance-systems-oncall
+dataFlow:
+  sourceSystem: Web shop
+  targetSystem: Legacy billing (SOAP)
+  classification: confidential
+  fields:
+  - order number
+  - customer number
+  - amount
+  - currency
+source:
+  type: api
+  routes:
+  - name: create-invoice
+    version: v1
+    method: POST
+    path: /invoices
+    auth:
+      type: bearer
+      credential: webshop-api-token
+      toleranceSeconds: 300
+  maxBodyBytes: 1048576
+transform:
+  fieldMap:
+    amount: string(body.total.amount)
+    currency: body.total.currency
+    customer_number: body.customer.number
+    order_number: body.orderNumber
+targets:
+- name: billing
+  type: outboundMessage
+  endpoint:
+    name: legacy-billing
+    url: https://billing.dc1.acme.example:8443/services/InvoiceService
+    protocol: soap
+    soapVersion: '1.1'
+    credential: billing-client-cert
+    caFile: /var/run/switchboard/ca/legacy-billing/ca.crt
+    timeoutMs: 45000
+    retry:
+      maxAttempts: 3
+      initialBackoffMs: 2000
+      maxBackoffMs: 30000
+    circuitBreaker:
+      failureThreshold: 5
+      openForMs: 60000
+  method:
+    name: create-invoice
+    httpMethod: POST
+    path: /
+    body: |
+      <inv:CreateInvoice xmlns:inv="urn:acme:billing">
+        <inv:OrderNumber>${order_number}</inv:OrderNumber>
+        <inv:CustomerNumber>${customer_number}</inv:CustomerNumber>
+        <inv:Amount currency="${currency}">${amount}</inv:Amount>
+      </inv:CreateInvoice>
+    soapAction: urn:acme:billing:CreateInvoice
+    variables:
+    - name: order_number
+      maxLength: 4096
+    - name: customer_number
+      maxLength: 4096
+    - name: currency
+      default: EUR
+      maxLength: 4096
+    - name: amount
+      maxLength: 4096
+delivery:
+  mode: synchronous
+  retry:
+    maxAttempts: 5
+    initialBackoffMs: 1000
+    maxBackoffMs: 300000
+  deadLetterRetentionSeconds: 1209600
+  deadLetterMaxEntries: 100000
+  concurrency: 16
+credentials:
+  billing-client-cert:
+    type: mtls
+    directory: /var/run/switchboard/credentials/billing-client-cert
+  webshop-api-token:
+    type: bearer
+    directory: /var/run/switchboard/credentials/webshop-api-token
+egress:
+  allowCidrs:
+  - 10.20.0.0/16
+server:
+  inboundPort: 8080
+  adminPort: 9090
+  dataDir: /var/lib/switchboard
+  logLevel: info
+
+"#;
+
+    #[test]
+    fn rebasing_moves_every_absolute_path_below_the_root_once() {
+        let mut config = WorkerConfig::from_yaml(CONFIG).unwrap();
+        let root = std::path::Path::new("/tmp/pods/p/root");
+        config.rebase(root);
+        config.rebase(root);
+        assert_eq!(
+            config.credentials["billing-client-cert"].directory,
+            "/tmp/pods/p/root/var/run/switchboard/credentials/billing-client-cert"
+        );
+        assert_eq!(config.server.data_dir, "/tmp/pods/p/root/var/lib/switchboard");
+        let TargetKind::OutboundMessage(call) = &config.targets[0].kind else { panic!("a call") };
+        assert_eq!(
+            call.endpoint.ca_file.as_deref(),
+            Some("/tmp/pods/p/root/var/run/switchboard/ca/legacy-billing/ca.crt")
+        );
+        let mut relative = "relative/path".to_string();
+        rebase_path(&mut relative, root);
+        assert_eq!(relative, "relative/path");
+    }
+
+    #[test]
+    fn rebasing_moves_the_ca_files_of_database_connections() {
+        let connection = |ca: &str| DatabaseConnectionConfig {
+            driver: "postgres".into(),
+            endpoint: "postgres://db:5432/app".into(),
+            credential: "db".into(),
+            tls: "verifyFull".into(),
+            ca_file: Some(ca.into()),
+        };
+        let mut config = WorkerConfig::from_yaml(CONFIG).unwrap();
+        config.source = Some(SourceConfig::Database(DatabasePullConfig {
+            connection: connection("/var/run/switchboard/ca/source/ca.crt"),
+            query: "SELECT 1".into(),
+            watermark: None,
+            batch_size: 10,
+        }));
+        config.targets[0].kind = TargetKind::Database(DatabaseTargetConfig {
+            connection: connection("/var/run/switchboard/ca/target/ca.crt"),
+            table: "t".into(),
+        });
+        config.rebase(std::path::Path::new("/tmp/pods/p/root"));
+        let Some(SourceConfig::Database(pull)) = &config.source else { panic!("a pull") };
+        assert_eq!(
+            pull.connection.ca_file.as_deref(),
+            Some("/tmp/pods/p/root/var/run/switchboard/ca/source/ca.crt")
+        );
+        let TargetKind::Database(target) = &config.targets[0].kind else { panic!("a table") };
+        assert_eq!(
+            target.connection.ca_file.as_deref(),
+            Some("/tmp/pods/p/root/var/run/switchboard/ca/target/ca.crt")
+        );
     }
 }

@@ -11,8 +11,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 pub struct Desired {
     /// Condition type (`Ready`, ...).
     pub type_: &'static str,
-    /// Whether it holds.
+    /// Whether it holds (ignored when `unknown`).
     pub status: bool,
+    /// Whether it cannot be told (status `Unknown`).
+    pub unknown: bool,
     /// CamelCase reason.
     pub reason: String,
     /// A sentence a person can act on.
@@ -22,12 +24,48 @@ pub struct Desired {
 impl Desired {
     /// A condition that holds.
     pub fn yes(type_: &'static str, reason: impl Into<String>, message: impl Into<String>) -> Self {
-        Desired { type_, status: true, reason: reason.into(), message: message.into() }
+        Desired {
+            type_,
+            status: true,
+            unknown: false,
+            reason: reason.into(),
+            message: message.into(),
+        }
     }
 
     /// A condition that does not hold.
     pub fn no(type_: &'static str, reason: impl Into<String>, message: impl Into<String>) -> Self {
-        Desired { type_, status: false, reason: reason.into(), message: message.into() }
+        Desired {
+            type_,
+            status: false,
+            unknown: false,
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+
+    /// A condition that cannot be told yet.
+    pub fn unknown(
+        type_: &'static str,
+        reason: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Desired {
+            type_,
+            status: false,
+            unknown: true,
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The condition's status as written: `True`, `False` or `Unknown`.
+    pub fn status_text(&self) -> &'static str {
+        match (self.unknown, self.status) {
+            (true, _) => "Unknown",
+            (false, true) => "True",
+            (false, false) => "False",
+        }
     }
 }
 
@@ -38,10 +76,6 @@ pub struct Transition {
     pub condition: Desired,
     /// Its status before (`None` when new).
     pub before: Option<bool>,
-}
-
-fn status_text(status: bool) -> String {
-    if status { "True".into() } else { "False".into() }
 }
 
 /// Merge desired conditions into the existing ones. Conditions of other types are kept.
@@ -56,7 +90,7 @@ pub fn merge(
     let mut transitions = Vec::new();
     for want in desired {
         let old = existing.iter().find(|c| c.type_ == want.type_);
-        let status = status_text(want.status);
+        let status = want.status_text().to_string();
         let flipped = old.is_none_or(|c| c.status != status);
         let changed = flipped || old.is_some_and(|c| c.reason != want.reason);
         if changed {

@@ -6,9 +6,14 @@
 //! | `switchboard_reconcile_errors_total` | counter | `kind`, `category` |
 //! | `switchboard_reconcile_duration_seconds` | histogram | `kind` |
 //! | `switchboard_objects` | gauge | `kind`, `condition`, `status`, `owner_team` |
+//! | `switchboard_integration_condition` | gauge (1 True, 0 False) | `namespace`, `integration`, `owner_team`, `condition` |
+//! | `switchboard_credential_certificate_expiry_timestamp_seconds` | gauge | `namespace`, `credential`, `owner_team` |
+//! | `switchboard_alert_notifications_total` | counter | `route_kind`, `result` (`success` or a failure category) |
 //!
-//! `switchboard_objects` is computed from the controllers' caches at scrape time, so it is
-//! always consistent with what the operator sees and costs nothing between scrapes.
+//! `switchboard_objects` and the two per-object gauges are computed from the controllers'
+//! caches at scrape time, so they are always consistent with what the operator sees and cost
+//! nothing between scrapes. A condition whose status is Unknown has no
+//! `switchboard_integration_condition` series (absent, not 0): the chart's alerts fire on 0.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
@@ -59,10 +64,54 @@ pub struct ObjectLabels {
     pub owner_team: String,
 }
 
-/// Source of the objects gauge: every cached object's conditions.
+/// Labels of the per-integration condition gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+pub struct IntegrationConditionLabels {
+    /// Namespace of the Integration.
+    pub namespace: String,
+    /// Name of the Integration.
+    pub integration: String,
+    /// Owning team.
+    pub owner_team: String,
+    /// Condition type.
+    pub condition: String,
+}
+
+/// Labels of the certificate expiry gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+pub struct CredentialLabels {
+    /// Namespace of the Credential.
+    pub namespace: String,
+    /// Name of the Credential.
+    pub credential: String,
+    /// Owning team (empty when the Credential names none).
+    pub owner_team: String,
+}
+
+/// Labels of the alert notification counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NotificationLabels {
+    /// `alertmanager`, `pagerduty`, `slack`, `teams`, `email`, `webhook` (or `unknown` for a
+    /// route that could not be read).
+    pub route_kind: &'static str,
+    /// `success`, or the failure category (`timeout`, `status`, `egress`, `credential`, ...).
+    pub result: &'static str,
+}
+
+/// Source of the gauges computed at scrape time: the cached objects.
 pub trait ConditionSource: Send + Sync + 'static {
     /// Conditions of every object the operator caches.
     fn conditions(&self) -> Vec<ObjectLabels>;
+
+    /// Every Integration's True (`true`) or False (`false`) conditions.
+    fn integration_conditions(&self) -> Vec<(IntegrationConditionLabels, bool)> {
+        Vec::new()
+    }
+
+    /// Every Credential's client certificate expiry, in Unix seconds.
+    fn certificate_expiries(&self) -> Vec<(CredentialLabels, i64)> {
+        Vec::new()
+    }
 }
 
 /// The operator's metrics.
@@ -73,6 +122,8 @@ pub struct Metrics {
     pub errors: Family<ErrorLabels, Counter>,
     /// Reconcile duration by kind.
     pub duration: Family<KindLabels, Histogram>,
+    /// Alert notifications by route kind and result.
+    pub alert_notifications: Family<NotificationLabels, Counter>,
     source: Arc<OnceLock<Box<dyn ConditionSource>>>,
     registry: Registry,
 }
@@ -112,7 +163,32 @@ impl Collector for ObjectsCollector {
             None,
             family.metric_type(),
         )?;
-        family.encode(metric)
+        family.encode(metric)?;
+
+        let conditions = Family::<IntegrationConditionLabels, Gauge>::default();
+        let expiries = Family::<CredentialLabels, Gauge>::default();
+        if let Some(source) = self.source.get() {
+            for (labels, holds) in source.integration_conditions() {
+                conditions.get_or_create(&labels).set(i64::from(holds));
+            }
+            for (labels, seconds) in source.certificate_expiries() {
+                expiries.get_or_create(&labels).set(seconds);
+            }
+        }
+        let metric = encoder.encode_descriptor(
+            "switchboard_integration_condition",
+            "Whether a condition of an Integration holds (1) or not (0); absent while Unknown",
+            None,
+            conditions.metric_type(),
+        )?;
+        conditions.encode(metric)?;
+        let metric = encoder.encode_descriptor(
+            "switchboard_credential_certificate_expiry_timestamp_seconds",
+            "When the client certificate of a Credential expires, in Unix seconds",
+            None,
+            expiries.metric_type(),
+        )?;
+        expiries.encode(metric)
     }
 }
 
@@ -140,8 +216,14 @@ impl Default for Metrics {
             "Time spent in one reconcile",
             duration.clone(),
         );
+        let alert_notifications = Family::<NotificationLabels, Counter>::default();
+        registry.register(
+            "switchboard_alert_notifications",
+            "Alert notifications sent to routes, by route kind and result",
+            alert_notifications.clone(),
+        );
         registry.register_collector(Box::new(ObjectsCollector { source: source.clone() }));
-        Metrics { reconciles, errors, duration, source, registry }
+        Metrics { reconciles, errors, duration, alert_notifications, source, registry }
     }
 }
 
@@ -159,6 +241,12 @@ impl Metrics {
         if let Some(category) = error {
             self.errors.get_or_create(&ErrorLabels { kind, category }).inc();
         }
+    }
+
+    /// Count one alert notification to a route of `route_kind`: `result` is `success` or the
+    /// failure category.
+    pub fn alert_notification(&self, route_kind: &'static str, result: &'static str) {
+        self.alert_notifications.get_or_create(&NotificationLabels { route_kind, result }).inc();
     }
 
     /// The metrics in OpenMetrics text format.
@@ -185,6 +273,25 @@ mod tests {
             };
             vec![ready("sre", "True"), ready("sre", "True"), ready("hr", "False")]
         }
+
+        fn integration_conditions(&self) -> Vec<(IntegrationConditionLabels, bool)> {
+            let labels = |name: &str, condition: &str| IntegrationConditionLabels {
+                namespace: "shop".into(),
+                integration: name.into(),
+                owner_team: "sre".into(),
+                condition: condition.into(),
+            };
+            vec![(labels("orders", "Healthy"), false), (labels("orders", "Ready"), true)]
+        }
+
+        fn certificate_expiries(&self) -> Vec<(CredentialLabels, i64)> {
+            let labels = CredentialLabels {
+                namespace: "shop".into(),
+                credential: "client-cert".into(),
+                owner_team: String::new(),
+            };
+            vec![(labels, 1_900_000_000)]
+        }
     }
 
     #[test]
@@ -210,5 +317,31 @@ mod tests {
         );
         assert!(text.contains(r#"switchboard_objects{kind="Integration",condition="Ready",status="True",owner_team="sre"} 2"#), "{text}");
         assert!(text.contains(r#"switchboard_objects{kind="Integration",condition="Ready",status="False",owner_team="hr"} 1"#), "{text}");
+        assert!(text.contains(r#"switchboard_integration_condition{namespace="shop",integration="orders",owner_team="sre",condition="Healthy"} 0"#), "{text}");
+        assert!(text.contains(r#"switchboard_integration_condition{namespace="shop",integration="orders",owner_team="sre",condition="Ready"} 1"#), "{text}");
+        assert!(text.contains(r#"switchboard_credential_certificate_expiry_timestamp_seconds{namespace="shop",credential="client-cert",owner_team=""} 1900000000"#), "{text}");
+    }
+
+    #[test]
+    fn alert_notifications_count_by_kind_and_result() {
+        let metrics = Metrics::default();
+        metrics.alert_notification("slack", "success");
+        metrics.alert_notification("slack", "success");
+        metrics.alert_notification("pagerduty", "timeout");
+        let text = metrics.encode();
+        assert!(
+            text.contains(
+                r#"switchboard_alert_notifications_total{route_kind="slack",result="success"} 2"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains(r#"switchboard_alert_notifications_total{route_kind="pagerduty",result="timeout"} 1"#), "{text}");
+    }
+
+    #[test]
+    fn without_a_source_the_gauges_are_declared_but_empty() {
+        let text = Metrics::default().encode();
+        assert!(text.contains("# TYPE switchboard_integration_condition gauge"), "{text}");
+        assert!(!text.contains("switchboard_integration_condition{"), "{text}");
     }
 }

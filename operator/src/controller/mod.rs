@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod object;
 pub mod outbound_message;
 pub mod run;
+pub mod runtime;
 pub mod schedule;
 pub mod status;
 

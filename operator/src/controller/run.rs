@@ -38,7 +38,9 @@ use super::index::{
     Key, RefIndex, integration_references, outbound_message_references, schedule_references,
 };
 use super::leader::{Elector, LeaderGuard, Leadership, LeaseTiming};
-use super::metrics::{ConditionSource, Metrics, ObjectLabels};
+use super::metrics::{
+    ConditionSource, CredentialLabels, IntegrationConditionLabels, Metrics, ObjectLabels,
+};
 use super::object::Unchecked;
 use super::{Context, Stores, credential, error_policy, integration, outbound_message, schedule};
 use crate::api::{Credential, Integration, OutboundMessage, Schedule};
@@ -65,6 +67,8 @@ pub struct OperatorSettings {
     pub concurrency: u16,
     /// OpenLineage endpoint rendered into worker configs.
     pub lineage: Option<switchboard_worker::config::LineageConfig>,
+    /// How the workers' runtime status is read.
+    pub runtime: super::runtime::RuntimeSettings,
 }
 
 const STARTING: u8 = 0;
@@ -123,6 +127,59 @@ impl ConditionSource for StoreConditions {
         self.0.schedules.state().iter().for_each(|o| labels_of(o.as_ref(), &mut out));
         out
     }
+
+    fn integration_conditions(&self) -> Vec<(IntegrationConditionLabels, bool)> {
+        self.0.integrations.state().iter().flat_map(|o| integration_conditions(o)).collect()
+    }
+
+    fn certificate_expiries(&self) -> Vec<(CredentialLabels, i64)> {
+        self.0.credentials.state().iter().filter_map(|o| certificate_expiry(o)).collect()
+    }
+}
+
+/// The True/False conditions of one cached Integration, labelled for the per-object gauge.
+pub fn integration_conditions(
+    object: &Unchecked<Integration>,
+) -> Vec<(IntegrationConditionLabels, bool)> {
+    let team =
+        object.spec.pointer("/owner/team").and_then(Value::as_str).unwrap_or_default().to_string();
+    let conditions =
+        object.status.as_ref().and_then(|s| s.get("conditions")).and_then(Value::as_array);
+    conditions
+        .into_iter()
+        .flatten()
+        .filter_map(|c| {
+            let holds = match c.get("status").and_then(Value::as_str) {
+                Some("True") => true,
+                Some("False") => false,
+                _ => return None,
+            };
+            let labels = IntegrationConditionLabels {
+                namespace: object.namespace().unwrap_or_default(),
+                integration: object.name_any(),
+                owner_team: team.clone(),
+                condition: c.get("type").and_then(Value::as_str)?.to_string(),
+            };
+            Some((labels, holds))
+        })
+        .collect()
+}
+
+/// The client certificate expiry of one cached Credential (mtls), in Unix seconds.
+pub fn certificate_expiry(object: &Unchecked<Credential>) -> Option<(CredentialLabels, i64)> {
+    let text = object.status.as_ref()?.get("certificateNotAfter")?.as_str()?;
+    let seconds = text.parse::<k8s_openapi::jiff::Timestamp>().ok()?.as_second();
+    let labels = CredentialLabels {
+        namespace: object.namespace().unwrap_or_default(),
+        credential: object.name_any(),
+        owner_team: object
+            .spec
+            .pointer("/owner/team")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+    };
+    Some((labels, seconds))
 }
 
 fn refs_to<K: Resource<DynamicType = ()>>(
@@ -390,6 +447,23 @@ pub async fn run(client: Client, settings: OperatorSettings) -> anyhow::Result<(
         .run(schedule::reconcile, error_policy, ctx.clone())
         .for_each(|_| async {});
 
+    // Worker pods, for their addresses: the runtime status is read from them.
+    let (pod_reader, pod_writer) =
+        kube::runtime::reflector::store::<k8s_openapi::api::core::v1::Pod>();
+    let worker_pods = watcher(
+        Api::<k8s_openapi::api::core::v1::Pod>::all(client.clone()),
+        watcher::Config::default().labels("app.kubernetes.io/name=switchboard-worker,app.kubernetes.io/managed-by=switchboard-operator"),
+    )
+    .backoff(QuickBackoff::default())
+    .reflect(pod_writer)
+    .for_each(|event| async move {
+        if let Err(error) = event {
+            warn!(%error, "watching worker pods failed; retrying");
+        }
+    });
+    tokio::spawn(worker_pods);
+    tokio::spawn(super::runtime::run(ctx.clone(), pod_reader, settings.runtime.clone()));
+
     let ready_state = state.clone();
     let ready_stores = stores.clone();
     tokio::spawn(async move {
@@ -516,4 +590,53 @@ where
 
 async fn metrics_handler(state: State<Health>) -> impl IntoResponse {
     metrics(state).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unchecked<K>(json: serde_json::Value) -> Unchecked<K> {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn integration_conditions_are_one_or_zero_and_unknown_is_absent() {
+        let object: Unchecked<Integration> = unchecked(serde_json::json!({
+            "metadata": {"name": "orders", "namespace": "shop"},
+            "spec": {"owner": {"team": "sre"}},
+            "status": {"conditions": [
+                {"type": "Healthy", "status": "False"},
+                {"type": "Ready", "status": "True"},
+                {"type": "WorkersAvailable", "status": "Unknown"},
+            ]},
+        }));
+        let mut found = integration_conditions(&object);
+        found.sort();
+        let labels = |condition: &str| IntegrationConditionLabels {
+            namespace: "shop".into(),
+            integration: "orders".into(),
+            owner_team: "sre".into(),
+            condition: condition.into(),
+        };
+        assert_eq!(found, vec![(labels("Healthy"), false), (labels("Ready"), true)]);
+    }
+
+    #[test]
+    fn certificate_expiry_comes_from_the_credential_status() {
+        let object: Unchecked<Credential> = unchecked(serde_json::json!({
+            "metadata": {"name": "client-cert", "namespace": "shop"},
+            "spec": {"type": "mtls", "owner": {"team": "payments"}},
+            "status": {"certificateNotAfter": "2030-01-02T03:04:05Z"},
+        }));
+        let (labels, seconds) = certificate_expiry(&object).unwrap();
+        assert_eq!(labels.owner_team, "payments");
+        assert_eq!(labels.credential, "client-cert");
+        assert_eq!(seconds, 1_893_553_445);
+        let without: Unchecked<Credential> = unchecked(serde_json::json!({
+            "metadata": {"name": "token", "namespace": "shop"},
+            "spec": {"type": "bearer"},
+        }));
+        assert_eq!(certificate_expiry(&without), None);
+    }
 }

@@ -72,11 +72,9 @@ where
         match patch_status(&api, ctx, &current.name_any(), &version, &value).await {
             Ok(()) => {
                 for t in transitions {
-                    let (type_, word) = if t.condition.status {
-                        (EventType::Normal, "True")
-                    } else {
-                        (EventType::Warning, "False")
-                    };
+                    let word = t.condition.status_text();
+                    let type_ =
+                        if word == "False" { EventType::Warning } else { EventType::Normal };
                     let note = format!("{} is {word}: {}", t.condition.type_, t.condition.message);
                     event(ctx, &current, type_, &t.condition.reason, &note, "Reconcile").await;
                 }

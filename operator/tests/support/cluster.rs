@@ -67,6 +67,20 @@ impl Env {
         Env::start_with(Config::default()).await
     }
 
+    /// Start with the pod runner running Switchboard images as this build's `switchboard`
+    /// executable, as `switchboard dev` does: workers really run.
+    pub async fn start_with_workers() -> Env {
+        let exe = PathBuf::from(env!("CARGO_BIN_EXE_switchboard"));
+        Env::start_with(Config {
+            pods: devcluster::kubelet::PodRunnerConfig {
+                images: vec![switchboard::dev::switchboard_image_rule(exe)],
+                ..Default::default()
+            },
+            ..Config::default()
+        })
+        .await
+    }
+
     /// Start with a devcluster configuration (e.g. a state directory).
     pub async fn start_with(config: Config) -> Env {
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -133,6 +147,16 @@ impl Env {
 
     /// Start an operator process under the chart's ServiceAccount.
     pub fn operator(&self, identity: &str, leader_elect: bool) -> OperatorProcess {
+        self.operator_with(identity, leader_elect, &[])
+    }
+
+    /// Start an operator process with extra arguments.
+    pub fn operator_with(
+        &self,
+        identity: &str,
+        leader_elect: bool,
+        extra: &[&str],
+    ) -> OperatorProcess {
         let port = free_port();
         let log = self.dir.path().join(format!("{identity}.log"));
         let file = std::fs::File::create(&log).unwrap();
@@ -145,6 +169,7 @@ impl Env {
                 &format!("--identity={identity}"),
                 "--log-level=info,switchboard=debug",
             ])
+            .args(extra)
             .env("KUBECONFIG", &self.operator_kubeconfig)
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())

@@ -19,7 +19,7 @@ pub mod metrics;
 pub mod outbound;
 pub mod run_once;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -98,6 +98,19 @@ pub struct WorkerOptions {
     pub admin_addr: Option<SocketAddr>,
     /// Override of the data directory.
     pub data_dir: Option<PathBuf>,
+    /// Address the inbound and admin ports listen on when no listen address is given
+    /// (default: all addresses).
+    pub bind_address: Option<IpAddr>,
+    /// Directory the pod's file system appears under (see [`WorkerConfig::rebase`]).
+    pub root: Option<PathBuf>,
+}
+
+impl WorkerOptions {
+    fn listen(&self, explicit: Option<SocketAddr>, port: u16) -> SocketAddr {
+        explicit.unwrap_or_else(|| {
+            SocketAddr::new(self.bind_address.unwrap_or(IpAddr::from([0, 0, 0, 0])), port)
+        })
+    }
 }
 
 /// Read and parse a config file.
@@ -107,6 +120,21 @@ pub fn load_config(path: &Path) -> Result<WorkerConfig, RuntimeError> {
         message: e.to_string(),
     })?;
     Ok(WorkerConfig::from_yaml(&text)?)
+}
+
+/// Read a config file below `root` (when given), with its paths moved below it too.
+pub fn load_rooted_config(path: &Path, root: Option<&Path>) -> Result<WorkerConfig, RuntimeError> {
+    let Some(root) = root else { return load_config(path) };
+    let mut config = load_config(&rooted(path, root))?;
+    config.rebase(root);
+    Ok(config)
+}
+
+/// `path` below `root` when it is absolute and not there already.
+pub fn rooted(path: &Path, root: &Path) -> PathBuf {
+    let mut text = path.to_string_lossy().into_owned();
+    crate::config::rebase_path(&mut text, root);
+    PathBuf::from(text)
 }
 
 /// Queue limits from the config.
@@ -176,8 +204,7 @@ async fn serve_not_ready(
     tracing::error!(reason = %reason, "worker cannot start; serving /readyz with the reason");
     let health = Arc::new(Health::default());
     health.set_not_ready(Some(reason));
-    let admin_addr =
-        options.admin_addr.unwrap_or(SocketAddr::from(([0, 0, 0, 0], crate::config::ADMIN_PORT)));
+    let admin_addr = options.listen(options.admin_addr, crate::config::ADMIN_PORT);
     let state = Arc::new(AdminState {
         subject: ("Unknown".into(), String::new(), String::new()),
         delivery_mode: "unknown".into(),
@@ -202,7 +229,7 @@ pub async fn run_worker(
     make_deliverer: impl FnOnce(&WorkerConfig) -> Result<Arc<dyn Deliverer>, String>,
 ) -> Result<(), RuntimeError> {
     let shutdown = shutdown_signal();
-    let config = match load_config(&options.config_path) {
+    let config = match load_rooted_config(&options.config_path, options.root.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             let reason = format!("{}: {e}", e.category());
@@ -290,8 +317,7 @@ async fn start(
     let mut needed = Vec::new();
     let mut inbound_state = None;
 
-    let admin_addr =
-        options.admin_addr.unwrap_or(SocketAddr::from(([0, 0, 0, 0], config.server.admin_port)));
+    let admin_addr = options.listen(options.admin_addr, config.server.admin_port);
     let admin_state = Arc::new(AdminState {
         subject: (
             config.subject.kind.clone(),
@@ -355,9 +381,7 @@ async fn start(
         let state =
             InboundState::new(secrets.clone(), sink, metrics.clone(), queue.counters().clone());
         let router = crate::inbound::router(routes, state.clone());
-        let addr = options
-            .inbound_addr
-            .unwrap_or(SocketAddr::from(([0, 0, 0, 0], config.server.inbound_port)));
+        let addr = options.listen(options.inbound_addr, config.server.inbound_port);
         let listener = bind(addr).await?;
         tracing::info!(%addr, source = source.kind(), mode = %config.delivery.mode, "inbound listening");
         let rx = shutdown.clone();

@@ -67,18 +67,16 @@ impl RunOnceError {
     }
 }
 
-/// Run the config's call once; the summary on success.
-pub async fn run_once(config_path: &Path) -> Result<String, RunOnceError> {
-    run_once_in(config_path, None).await
-}
-
-/// [`run_once`] with the data directory (where a run without cluster access keeps its
-/// watermark) overridden.
-pub async fn run_once_in(
+/// Run the config's call once; the summary on success. With `root`, the config and the
+/// paths it names are read below that directory (see `WorkerConfig::rebase`); `data_dir`
+/// overrides the config's data directory (where a run without cluster access keeps its
+/// watermark and run report).
+pub async fn run_once(
     config_path: &Path,
+    root: Option<&Path>,
     data_dir: Option<&Path>,
 ) -> Result<String, RunOnceError> {
-    let config = super::load_config(config_path)?;
+    let config = super::load_rooted_config(config_path, root)?;
     let metrics = Metrics::for_config(&config);
     let lineage = crate::lineage::Lineage::for_config(&config, metrics.lineage_errors.clone());
     let run = match &lineage {

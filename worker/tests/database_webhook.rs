@@ -3,7 +3,6 @@
 //! database target.
 
 mod database_support;
-#[allow(dead_code)]
 mod runtime_support;
 
 use database_support::*;

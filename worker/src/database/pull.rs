@@ -142,61 +142,66 @@ impl DatabasePull {
         let driver = self.database.driver();
         let (sql, occurrences) = placeholders(&self.config.query, driver);
         let (tx, rx) = mpsc::channel(self.config.batch_size.clamp(1, 1000) as usize);
-        tokio::spawn(async move {
-            let watermark = watermark.map(|w| WatermarkValue::parse(&w));
-            match pool {
-                Pool::Postgres(pool) => {
-                    // The query is the Integration's own (reviewed in Git, like all of its
-                    // spec); the watermark is bound, never spliced in.
-                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
-                    if let Some(w) = &watermark {
-                        // `$1` may appear several times; it is bound once.
-                        query = match w {
-                            WatermarkValue::Timestamp(t) => query.bind(*t),
-                            WatermarkValue::Naive(t) => query.bind(*t),
-                            WatermarkValue::Integer(i) => query.bind(*i),
-                            WatermarkValue::Text(s) => query.bind(s.clone()),
-                        };
-                    }
-                    let mut rows = query.fetch(&pool);
-                    while let Some(row) = rows.next().await {
-                        let item = row
-                            .map_err(|e| classify(&e, Driver::Postgres))
-                            .and_then(|r| postgres_row(&r));
-                        let stop = item.is_err();
-                        if tx.send(item).await.is_err() || stop {
-                            break;
-                        }
-                    }
-                }
-                Pool::Mysql(pool) => {
-                    // The query is the Integration's own (reviewed in Git, like all of its
-                    // spec); the watermark is bound, never spliced in.
-                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
-                    if let Some(w) = &watermark {
-                        for _ in 0..occurrences {
-                            query = match w {
-                                WatermarkValue::Timestamp(t) => query.bind(*t),
-                                WatermarkValue::Naive(t) => query.bind(*t),
-                                WatermarkValue::Integer(i) => query.bind(*i),
-                                WatermarkValue::Text(s) => query.bind(s.clone()),
-                            };
-                        }
-                    }
-                    let mut rows = query.fetch(&pool);
-                    while let Some(row) = rows.next().await {
-                        let item = row
-                            .map_err(|e| classify(&e, Driver::Mysql))
-                            .and_then(|r| mysql_row(&r));
-                        let stop = item.is_err();
-                        if tx.send(item).await.is_err() || stop {
-                            break;
-                        }
-                    }
-                }
+        let watermark = watermark.map(|w| WatermarkValue::parse(&w));
+        match pool {
+            // PostgreSQL's `$1` may appear several times; it is bound once. MySQL's `?` is
+            // bound once per occurrence.
+            Pool::Postgres(pool) => {
+                tokio::spawn(send_rows(pool, sql, watermark, 1, Driver::Postgres, postgres_row, tx))
             }
-        });
+            Pool::Mysql(pool) => tokio::spawn(send_rows(
+                pool,
+                sql,
+                watermark,
+                occurrences,
+                Driver::Mysql,
+                mysql_row,
+                tx,
+            )),
+        };
         Ok(rx)
+    }
+}
+
+/// Run `sql` on `pool` with the watermark bound `binds` times, and send each row (as `record`)
+/// to `tx` until the rows end, the receiver is dropped, or an error was sent.
+async fn send_rows<DB>(
+    pool: sqlx::Pool<DB>,
+    sql: String,
+    watermark: Option<WatermarkValue>,
+    binds: usize,
+    driver: Driver,
+    convert: fn(&DB::Row) -> Result<Record, DatabaseError>,
+    tx: mpsc::Sender<Result<Record, DatabaseError>>,
+) where
+    DB: sqlx::Database,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'t> DateTime<Utc>: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> NaiveDateTime: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> i64: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> String: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    // The query is the Integration's own (reviewed in Git, like all of its spec); the
+    // watermark is bound, never spliced in.
+    let mut query = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql));
+    if let Some(w) = &watermark {
+        for _ in 0..binds {
+            query = match w {
+                WatermarkValue::Timestamp(t) => query.bind(*t),
+                WatermarkValue::Naive(t) => query.bind(*t),
+                WatermarkValue::Integer(i) => query.bind(*i),
+                WatermarkValue::Text(s) => query.bind(s.clone()),
+            };
+        }
+    }
+    let mut rows = query.fetch(&pool);
+    while let Some(row) = rows.next().await {
+        let item = row.map_err(|e| classify(&e, driver)).and_then(|r| convert(&r));
+        let stop = item.is_err();
+        if tx.send(item).await.is_err() || stop {
+            break;
+        }
     }
 }
 

@@ -25,7 +25,7 @@ use chrono::{SecondsFormat, Utc};
 use prometheus_client::metrics::counter::Counter;
 use serde_json::{Value, json};
 
-use crate::config::{LineageConfig, SourceConfig, TargetKind, WorkerConfig};
+use crate::config::{LineageConfig, OutboundCall, SourceConfig, TargetKind, WorkerConfig};
 
 /// OpenLineage spec version of the events.
 pub const SCHEMA_URL: &str =
@@ -211,6 +211,14 @@ fn dataset(namespace: String, name: String, system: &str, uri: &str) -> Value {
     })
 }
 
+/// The dataset an HTTP call reads or writes: the endpoint's origin, and its path with the
+/// method's (templates as written).
+fn call_dataset(call: &OutboundCall, system: &str) -> Option<Value> {
+    let url = format!("{}{}", call.endpoint.url.trim_end_matches('/'), call.method.path);
+    let (namespace, name) = url_dataset(&url)?;
+    Some(dataset(namespace, name, system, &call.endpoint.url))
+}
+
 fn source_dataset(config: &WorkerConfig, system: &str) -> Option<Value> {
     match config.source.as_ref()? {
         SourceConfig::Database(db) => {
@@ -222,24 +230,8 @@ fn source_dataset(config: &WorkerConfig, system: &str) -> Option<Value> {
                 &db.connection.endpoint,
             ))
         }
-        SourceConfig::File(file) => {
-            let url = format!(
-                "{}{}",
-                file.fetch.endpoint.url.trim_end_matches('/'),
-                file.fetch.method.path
-            );
-            let (namespace, name) = url_dataset(&url)?;
-            Some(dataset(namespace, name, system, &file.fetch.endpoint.url))
-        }
-        SourceConfig::Rest(rest) => {
-            let url = format!(
-                "{}{}",
-                rest.request.endpoint.url.trim_end_matches('/'),
-                rest.request.method.path
-            );
-            let (namespace, name) = url_dataset(&url)?;
-            Some(dataset(namespace, name, system, &rest.request.endpoint.url))
-        }
+        SourceConfig::File(file) => call_dataset(&file.fetch, system),
+        SourceConfig::Rest(rest) => call_dataset(&rest.request, system),
         SourceConfig::Imap(imap) => {
             let (namespace, _) = url_dataset(&imap.server)?;
             Some(dataset(namespace, imap.mailbox.clone(), system, &imap.server))
@@ -260,11 +252,7 @@ fn target_dataset(kind: &TargetKind, system: &str) -> Option<Value> {
             let name = format!("{}.{}", database.trim_start_matches('/'), db.table);
             Some(dataset(namespace, name, system, &db.connection.endpoint))
         }
-        TargetKind::OutboundMessage(call) => {
-            let url = format!("{}{}", call.endpoint.url.trim_end_matches('/'), call.method.path);
-            let (namespace, name) = url_dataset(&url)?;
-            Some(dataset(namespace, name, system, &call.endpoint.url))
-        }
+        TargetKind::OutboundMessage(call) => call_dataset(call, system),
         TargetKind::Email(email) => {
             let (namespace, _) = url_dataset(&email.smtp.server)?;
             Some(dataset(namespace, "mail".into(), system, &email.smtp.server))

@@ -64,14 +64,7 @@ transform:
 targets:
 - name: crm
   type: outboundMessage
-  endpoint:
-    name: crm
-    url: http://{sink}
-    protocol: rest
-    timeoutMs: 60000
-    retry: {{maxAttempts: 1, initialBackoffMs: 10, maxBackoffMs: 10}}
-    circuitBreaker: {{failureThreshold: 100, openForMs: 1000}}
-  method:
+{endpoint_crm}  method:
     name: upsert
     httpMethod: POST
     path: /customers
@@ -82,6 +75,7 @@ targets:
     - {{name: name, maxLength: 100}}
 {creds}"#,
         head = config_head("crm-sync"),
+        endpoint_crm = endpoint_yaml("  ", "crm", &format!("http://{sink}"), 60000),
         connection = postgres_connection_yaml("  "),
         creds = credentials_yaml(creds),
     )

@@ -51,19 +51,7 @@ fn rendered_rbac(dir: &std::path::Path) -> (ServiceAccount, Role, RoleBinding) {
 fn worker_config(creds: &std::path::Path) -> String {
     let connection = postgres_connection_yaml("  ");
     format!(
-        r#"apiVersion: worker.switchboard.dev/v1
-kind: WorkerConfig
-subject: {{kind: Integration, namespace: {NAMESPACE}, name: {NAME}}}
-owner: {{team: sales-ops, contact: sales-ops@acme.example}}
-delivery:
-  mode: synchronous
-  retry: {{maxAttempts: 2, initialBackoffMs: 10, maxBackoffMs: 50}}
-  deadLetterRetentionSeconds: 86400
-  deadLetterMaxEntries: 100
-  concurrency: 1
-egress:
-  allowCidrs: [127.0.0.0/8]
-source:
+        r#"{head}source:
   type: database
 {connection}  query: SELECT id, name, updated_at FROM dc_customers WHERE updated_at > :watermark ORDER BY updated_at
   watermark: {{column: updated_at, initial: "2026-01-01T00:00:00Z"}}
@@ -78,6 +66,7 @@ targets:
   type: database
 {connection}  table: dc_mirror
 {creds}"#,
+        head = config_head_in(NAMESPACE, NAME),
         creds = credentials_yaml(creds)
     )
 }

@@ -3,7 +3,6 @@
 //! database target.
 
 mod database_support;
-mod runtime_support;
 
 use database_support::*;
 

@@ -46,14 +46,7 @@ fn import_config(
         r#"{head}source:
   type: file
   fetch:
-    endpoint:
-      name: hr-files
-      url: http://{server}
-      protocol: rest
-      timeoutMs: 5000
-      retry: {{maxAttempts: 1, initialBackoffMs: 10, maxBackoffMs: 10}}
-      circuitBreaker: {{failureThreshold: 100, openForMs: 1000}}
-    method: {{name: download, httpMethod: GET, path: /files/{file}}}
+{endpoint_hr_files}    method: {{name: download, httpMethod: GET, path: /files/{file}}}
 {format_settings}
   maxBytes: 1048576
   maxRejectedPercent: 5
@@ -74,6 +67,7 @@ targets:
 {connection}  table: {table}
 {creds}"#,
         head = config_head(name),
+        endpoint_hr_files = endpoint_yaml("    ", "hr-files", &format!("http://{server}"), 5000),
         connection = postgres_connection_yaml("  "),
         creds = credentials_yaml(creds),
     )

@@ -69,14 +69,7 @@ fn config(addr: std::net::SocketAddr, path: &str) -> String {
         r#"{head}source:
   type: rest
   request:
-    endpoint:
-      name: items
-      url: http://{addr}
-      protocol: rest
-      timeoutMs: 5000
-      retry: {{maxAttempts: 1, initialBackoffMs: 10, maxBackoffMs: 10}}
-      circuitBreaker: {{failureThreshold: 100, openForMs: 1000}}
-    method: {{name: list, httpMethod: GET, path: {path}}}
+{endpoint_items}    method: {{name: list, httpMethod: GET, path: {path}}}
   pagination: {{type: link, param: page, pageSize: 2, maxPages: 10}}
 transform:
   fieldMap:
@@ -84,14 +77,7 @@ transform:
 targets:
 - name: sink
   type: outboundMessage
-  endpoint:
-    name: sink
-    url: http://{addr}
-    protocol: rest
-    timeoutMs: 5000
-    retry: {{maxAttempts: 1, initialBackoffMs: 10, maxBackoffMs: 10}}
-    circuitBreaker: {{failureThreshold: 100, openForMs: 1000}}
-  method:
+{endpoint_sink}  method:
     name: post
     httpMethod: POST
     path: /sink
@@ -100,6 +86,8 @@ targets:
     - {{name: id, maxLength: 100}}
 "#,
         head = config_head("items"),
+        endpoint_items = endpoint_yaml("    ", "items", &format!("http://{addr}"), 5000),
+        endpoint_sink = endpoint_yaml("  ", "sink", &format!("http://{addr}"), 5000),
     )
 }
 

@@ -44,14 +44,7 @@ fn config(peer: std::net::SocketAddr, file: &str, lineage_url: &str) -> String {
         r#"{head}source:
   type: file
   fetch:
-    endpoint:
-      name: files
-      url: http://{peer}
-      protocol: rest
-      timeoutMs: 5000
-      retry: {{maxAttempts: 1, initialBackoffMs: 10, maxBackoffMs: 10}}
-      circuitBreaker: {{failureThreshold: 100, openForMs: 1000}}
-    method: {{name: download, httpMethod: GET, path: /files/{file}}}
+{endpoint_files}    method: {{name: download, httpMethod: GET, path: /files/{file}}}
   format: json
   maxBytes: 65536
   maxRejectedPercent: 0
@@ -61,14 +54,7 @@ transform:
 targets:
 - name: directory
   type: outboundMessage
-  endpoint:
-    name: directory-api
-    url: http://{peer}
-    protocol: rest
-    timeoutMs: 5000
-    retry: {{maxAttempts: 1, initialBackoffMs: 10, maxBackoffMs: 10}}
-    circuitBreaker: {{failureThreshold: 100, openForMs: 1000}}
-  method:
+{endpoint_directory_api}  method:
     name: post
     httpMethod: POST
     path: /sink
@@ -80,6 +66,9 @@ lineage:
   namespace: acme-prod
 "#,
         head = config_head("hr-import"),
+        endpoint_files = endpoint_yaml("    ", "files", &format!("http://{peer}"), 5000),
+        endpoint_directory_api =
+            endpoint_yaml("  ", "directory-api", &format!("http://{peer}"), 5000),
     )
 }
 

@@ -14,6 +14,12 @@ use std::time::{Duration, Instant};
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, SanType};
 
+// The worker process, the `switchboard` binary and the other runtime helpers are shared with
+// the runtime tests.
+#[path = "../runtime_support/mod.rs"]
+pub mod runtime_support;
+pub use runtime_support::switchboard_bin;
+
 /// The database user's password: it must appear in no output of the worker.
 pub const CANARY_PASSWORD: &str = "canary-Pw-7f3a9c1e";
 /// The database user.
@@ -323,34 +329,6 @@ pub fn credential_dir(root: &Path) -> PathBuf {
     dir
 }
 
-/// The `switchboard` binary (built on first use).
-pub fn switchboard_bin() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let exe = std::env::current_exe().unwrap();
-        let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-        let manifest =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("Cargo.toml");
-        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        cmd.args([
-            "build",
-            "--quiet",
-            "-p",
-            "switchboard",
-            "--bin",
-            "switchboard",
-            "--manifest-path",
-        ])
-        .arg(&manifest);
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        assert!(cmd.status().expect("cargo build").success(), "building switchboard failed");
-        profile_dir.join("switchboard")
-    })
-    .clone()
-}
-
 /// What a `run-once` printed and exited with.
 pub struct RunOnce {
     /// Exit code.
@@ -404,12 +382,17 @@ pub fn run_state(data_dir: &Path) -> serde_json::Value {
         .unwrap_or(serde_json::Value::Null)
 }
 
-/// The head of a worker config for an Integration owned by `hr`.
+/// The head of a worker config for an Integration `acme/<name>` owned by `hr-platform`.
 pub fn config_head(name: &str) -> String {
+    config_head_in("acme", name)
+}
+
+/// [`config_head`] for an Integration in `namespace`.
+pub fn config_head_in(namespace: &str, name: &str) -> String {
     format!(
         "apiVersion: worker.switchboard.dev/v1
 kind: WorkerConfig
-subject: {{kind: Integration, namespace: acme, name: {name}}}
+subject: {{kind: Integration, namespace: {namespace}, name: {name}}}
 owner: {{team: hr-platform, contact: hr@example.com}}
 dataFlow: {{sourceSystem: Workday, targetSystem: Directory, classification: pii}}
 delivery:
@@ -427,6 +410,14 @@ egress:
 /// The credentials block naming `dir` as the basic credential `db`.
 pub fn credentials_yaml(dir: &Path) -> String {
     format!("credentials:\n  db: {{type: basic, directory: {}}}\n", dir.display())
+}
+
+/// An `endpoint:` block (a REST endpoint at `url`, one attempt, a lenient circuit breaker)
+/// at `indent`.
+pub fn endpoint_yaml(indent: &str, name: &str, url: &str, timeout_ms: u32) -> String {
+    format!(
+        "{indent}endpoint:\n{indent}  name: {name}\n{indent}  url: {url}\n{indent}  protocol: rest\n{indent}  timeoutMs: {timeout_ms}\n{indent}  retry: {{maxAttempts: 1, initialBackoffMs: 10, maxBackoffMs: 10}}\n{indent}  circuitBreaker: {{failureThreshold: 100, openForMs: 1000}}\n"
+    )
 }
 
 /// A connection block for the PostgreSQL test server (verifyFull with the test CA).

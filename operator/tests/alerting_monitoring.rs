@@ -256,6 +256,33 @@ tests:
       - eval_time: 7m
         alertname: SwitchboardOperatorNotReconciling
         exp_alerts: []
+  # Objects, but the reconcile counter stopped (or never started): the operator is stuck.
+  - interval: 1m
+    input_series:
+      - series: 'switchboard_objects{kind="Integration",condition="Ready",status="True",owner_team="sre"}'
+        values: '3x40'
+      - series: 'switchboard_reconcile_total{kind="Integration",result="success"}'
+        values: '0+1x5 5x35'
+    alert_rule_test:
+      - eval_time: 10m
+        alertname: SwitchboardOperatorNotReconciling
+        exp_alerts: []
+      - eval_time: 40m
+        alertname: SwitchboardOperatorNotReconciling
+        exp_alerts:
+          - exp_labels: {severity: critical}
+            exp_annotations:
+              summary: "The Switchboard operator has not reconciled anything for 15 minutes"
+              description: "No integration changes, rotations or failures are being acted on. Check the operator's pods and logs."
+  # No Switchboard objects at all: nothing to reconcile, nothing to alert about.
+  - interval: 1m
+    input_series:
+      - series: 'switchboard_reconcile_total{kind="Integration",result="success"}'
+        values: '0x40'
+    alert_rule_test:
+      - eval_time: 40m
+        alertname: SwitchboardOperatorNotReconciling
+        exp_alerts: []
 "#;
 
 #[tokio::test(flavor = "multi_thread")]

@@ -65,7 +65,7 @@ async fn chart_lints_strictly_and_grants_no_wildcards() {
         String::from_utf8_lossy(&output.stdout)
     );
     let rendered = support::cluster::render_chart(
-        r#"{"replicaCount": 2, "metrics": {"serviceMonitor": {"enabled": true}, "prometheusRule": {"enabled": true}}, "networkPolicy": {"enabled": true}}"#,
+        r#"{"replicaCount": 2, "metrics": {"serviceMonitor": {"enabled": true}, "podMonitor": {"enabled": true}, "prometheusRule": {"enabled": true}}, "networkPolicy": {"enabled": true}}"#,
     );
     for kind in [
         "Deployment",
@@ -75,6 +75,7 @@ async fn chart_lints_strictly_and_grants_no_wildcards() {
         "RoleBinding",
         "Service",
         "ServiceMonitor",
+        "PodMonitor",
         "PrometheusRule",
         "NetworkPolicy",
         "CustomResourceDefinition",
@@ -83,6 +84,26 @@ async fn chart_lints_strictly_and_grants_no_wildcards() {
     }
     assert!(rendered.contains("replicas: 2"));
     assert!(!rendered.contains("\"*\""), "no wildcard in any rule");
+    // The network policy still lets the operator read the workers' /status and alert.
+    let policy: serde_json::Value = rendered
+        .split("\n---\n")
+        .map(|doc| yaml_serde::from_str(doc).unwrap())
+        .find(|doc: &serde_json::Value| doc["kind"] == "NetworkPolicy")
+        .unwrap();
+    let egress = policy["spec"]["egress"].as_array().unwrap();
+    let opens = |port: u64| {
+        egress.iter().any(|rule| {
+            rule["ports"].as_array().is_some_and(|p| p.iter().any(|p| p["port"] == port))
+        })
+    };
+    for port in [443, 9090, 9093, 465, 587] {
+        assert!(opens(port), "egress to port {port} is allowed: {policy}");
+    }
+    let status_rule = egress.iter().find(|r| r["ports"][0]["port"] == 9090).unwrap();
+    assert_eq!(
+        status_rule["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"],
+        "switchboard-worker"
+    );
     let rules = std::fs::read_to_string(
         support::workspace().join("charts/switchboard/files/operator-rules.yaml"),
     )

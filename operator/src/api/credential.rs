@@ -364,8 +364,10 @@ pub struct CredentialStatus {
     /// Generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready`: the Secret exists and holds every required key (reasons `SecretNotFound`,
-    /// `KeyMissing`, `InvalidCertificate`, `CertificateExpiring`, `RotationOverdue`).
+    /// `Ready`: the Secret exists and holds every required key. True with reason `Valid`, or
+    /// with a warning reason `CertificateExpiringSoon` or `RotationOverdue`; False with
+    /// `SecretNotFound`, `KeyMissing`, `InvalidSpec`, `InvalidCertificate` or
+    /// `CertificateExpired`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// SHA-256 over the keys this Credential reads (never the content itself). It changes

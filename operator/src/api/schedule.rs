@@ -178,7 +178,9 @@ pub struct ScheduleStatus {
     /// Generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready` (reasons `InvalidSchedule`, `InvalidTimeZone`, `TargetNotFound`, `Suspended`).
+    /// `Ready` (reason `Scheduled` or `Suspended`; otherwise `InvalidSpec`, `InvalidSchedule`
+    /// (cron or time zone), `MissingReference` (the target does not exist),
+    /// `WrongCredentialType`, `InvalidTemplate`, `MissingVariable` or `InvalidValue`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// When the last run was started.

@@ -155,6 +155,10 @@ where
     let filter = || {
         tracing_subscriber::EnvFilter::try_new(&directives)
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+            // async-imap traces every command and response it encodes: LOGIN carries the
+            // mailbox password and FETCH the mail itself. Never log them, whatever RUST_LOG
+            // says.
+            .add_directive("async_imap=off".parse().expect("a valid directive"))
     };
     let output = match format {
         LogFormat::Json => tracing_subscriber::fmt::layer()

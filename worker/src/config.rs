@@ -342,6 +342,10 @@ pub struct ImapConfig {
     pub move_to: Option<String>,
     /// Messages per run.
     pub max_messages: u32,
+    /// File with a PEM CA bundle that verifies the server, instead of the system roots (a
+    /// mail server with a private CA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
 }
 
 /// An inbound email action.
@@ -463,6 +467,10 @@ pub struct SmtpConfig {
     /// Allow plaintext.
     #[serde(default)]
     pub insecure_allow_plaintext: bool,
+    /// File with a PEM CA bundle that verifies the server, instead of the system roots (a
+    /// relay with a private CA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
 }
 
 /// One call of an OutboundMessage method, fully resolved.
@@ -790,27 +798,31 @@ pub enum ConfigError {
 
 impl WorkerConfig {
     /// Moves every absolute file path of the config below `root`: credential directories,
-    /// CA files of endpoints and database connections, and the data directory. This is for running a worker outside
-    /// its container, where the pod's mounts appear below a directory (`switchboard dev`);
-    /// paths already below `root` are kept.
+    /// CA files of endpoints, mail servers and database connections, and the data directory.
+    /// This is for running a worker outside its container, where the pod's mounts appear
+    /// below a directory (`switchboard dev`); paths already below `root` are kept.
     pub fn rebase(&mut self, root: &std::path::Path) {
         for credential in self.credentials.values_mut() {
             rebase_path(&mut credential.directory, root);
         }
         rebase_path(&mut self.server.data_dir, root);
         let mut calls: Vec<&mut OutboundCall> = Vec::new();
-        let mut connections: Vec<&mut DatabaseConnectionConfig> = Vec::new();
         match &mut self.source {
             Some(SourceConfig::Rest(rest)) => calls.push(&mut rest.request),
             Some(SourceConfig::File(file)) => calls.push(&mut file.fetch),
-            Some(SourceConfig::Database(pull)) => connections.push(&mut pull.connection),
+            Some(SourceConfig::Imap(imap)) => rebase_optional_path(&mut imap.ca_file, root),
+            Some(SourceConfig::Database(pull)) => {
+                rebase_optional_path(&mut pull.connection.ca_file, root)
+            }
             _ => {}
         }
         for target in &mut self.targets {
             match &mut target.kind {
                 TargetKind::OutboundMessage(call) => calls.push(call),
-                TargetKind::Database(database) => connections.push(&mut database.connection),
-                TargetKind::Email(_) => {}
+                TargetKind::Email(email) => rebase_optional_path(&mut email.smtp.ca_file, root),
+                TargetKind::Database(database) => {
+                    rebase_optional_path(&mut database.connection.ca_file, root)
+                }
             }
         }
         if let Some(run) = &mut self.run {
@@ -819,12 +831,8 @@ impl WorkerConfig {
         if let Some(checks) = &mut self.health_checks {
             calls.extend(checks.probes.iter_mut().map(|p| &mut p.call));
         }
-        let ca_files = calls
-            .into_iter()
-            .filter_map(|call| call.endpoint.ca_file.as_mut())
-            .chain(connections.into_iter().filter_map(|c| c.ca_file.as_mut()));
-        for ca in ca_files {
-            rebase_path(ca, root);
+        for call in calls {
+            rebase_optional_path(&mut call.endpoint.ca_file, root);
         }
     }
 
@@ -872,6 +880,7 @@ mod tests {
                     server: "smtps://smtp.example:465".into(),
                     credential: None,
                     insecure_allow_plaintext: false,
+                    ca_file: None,
                 },
                 from: "a@example.com".into(),
                 to: vec!["b@example.com".into()],
@@ -890,6 +899,12 @@ pub fn rebase_path(path: &mut String, root: &std::path::Path) {
     let p = std::path::Path::new(path.as_str());
     if p.is_absolute() && !p.starts_with(root) {
         *path = root.join(p.strip_prefix("/").unwrap_or(p)).to_string_lossy().into_owned();
+    }
+}
+
+fn rebase_optional_path(path: &mut Option<String>, root: &std::path::Path) {
+    if let Some(path) = path {
+        rebase_path(path, root);
     }
 }
 
@@ -1051,6 +1066,41 @@ server:
         assert_eq!(
             target.connection.ca_file.as_deref(),
             Some("/tmp/pods/p/root/var/run/switchboard/ca/target/ca.crt")
+        );
+    }
+
+    #[test]
+    fn rebasing_moves_the_mail_servers_ca_files() {
+        let mut config = WorkerConfig::from_yaml(CONFIG).unwrap();
+        config.source = Some(SourceConfig::Imap(ImapConfig {
+            server: "imaps://mail.acme.example:993".into(),
+            credential: "mailbox".into(),
+            mailbox: "INBOX".into(),
+            actions: vec![],
+            after_processing: "markSeen".into(),
+            move_to: None,
+            max_messages: 10,
+            ca_file: Some("/var/run/switchboard/ca/mail/ca.crt".into()),
+        }));
+        config.targets[0].kind = TargetKind::Email(EmailTargetConfig {
+            smtp: SmtpConfig {
+                server: "smtps://smtp.acme.example:465".into(),
+                credential: None,
+                insecure_allow_plaintext: false,
+                ca_file: Some("/var/run/switchboard/ca/smtp/ca.crt".into()),
+            },
+            from: "a@acme.example".into(),
+            to: vec!["b@acme.example".into()],
+            subject: "s".into(),
+            body: "b".into(),
+        });
+        config.rebase(std::path::Path::new("/pods/p"));
+        let Some(SourceConfig::Imap(imap)) = &config.source else { panic!("an IMAP source") };
+        assert_eq!(imap.ca_file.as_deref(), Some("/pods/p/var/run/switchboard/ca/mail/ca.crt"));
+        let TargetKind::Email(email) = &config.targets[0].kind else { panic!("an email target") };
+        assert_eq!(
+            email.smtp.ca_file.as_deref(),
+            Some("/pods/p/var/run/switchboard/ca/smtp/ca.crt")
         );
     }
 }

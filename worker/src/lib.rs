@@ -21,7 +21,9 @@
 //! - [`outbound`] builds and sends the requests: templates, REST and SOAP, safe XML, the
 //!   HTTP clients with TLS and the SSRF guard;
 //! - [`credentials`] loads mounted Secret files and authenticates requests (basic, bearer,
-//!   API key, OAuth2 client credentials, mTLS, HMAC signatures).
+//!   API key, OAuth2 client credentials, mTLS, HMAC signatures);
+//! - [`email`] reads IMAP mailboxes (inbound email actions) and sends email targets over SMTP;
+//! - [`health`] runs the synthetic health checks of external endpoints behind `/status`.
 //!
 //! The data connectors of scheduled runs: [`database`] (PostgreSQL and MySQL sources with a
 //! watermark, tables as targets), [`import`] (file imports: parsing, staging, row rules,
@@ -35,6 +37,8 @@ pub mod config;
 pub mod credentials;
 pub mod database;
 pub mod delivery;
+pub mod email;
+pub mod health;
 pub mod import;
 pub mod inbound;
 pub mod lineage;

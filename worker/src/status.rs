@@ -49,6 +49,36 @@ pub struct WorkerStatus {
     /// Circuit breaker of each target.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub circuits: Vec<CircuitInfo>,
+    /// Synthetic health checks of external endpoints (`spec.healthChecks`), by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub health_checks: Vec<HealthCheckStatus>,
+}
+
+/// The latest result of one synthetic health check.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthCheckStatus {
+    /// `target:<name>`, `source:imap`, `token:<credential>`, `certificate:<host:port>`,
+    /// `clientCertificate:<credential>` or `probe:<name>`.
+    pub name: String,
+    /// `True` when the check passed, `False` otherwise (condition style).
+    pub status: String,
+    /// Short CamelCase reason (`Reachable`, `ServerError`, `Unreachable`, `TlsFailed`,
+    /// `CertificateValid`, `CertificateExpiringSoon`, `CertificateExpired`, `TokenIssued`,
+    /// `TokenEndpointUnreachable`, `TokenRejected`, `ProbeSucceeded`, `ProbeFailed`, ...).
+    pub reason: String,
+    /// What was found, for a person (sanitized, bounded, never a secret value).
+    pub message: String,
+    /// When the check last ran.
+    pub last_checked: DateTime<Utc>,
+    /// When `status` last changed.
+    pub last_transition_time: DateTime<Utc>,
+    /// Rounds in a row this check has failed (0 while it passes).
+    #[serde(default)]
+    pub consecutive_failures: u64,
+    /// Expiry of the certificate a certificate check looked at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<DateTime<Utc>>,
 }
 
 /// Event counters.

@@ -62,6 +62,7 @@ fn document(failing: bool, index: usize) -> WorkerStatus {
         }),
         consecutive_failures: if failing { 5 } else { 0 },
         circuits: Vec::new(),
+        health_checks: Vec::new(),
     }
 }
 

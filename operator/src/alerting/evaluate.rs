@@ -13,6 +13,10 @@
 //! | firing | Healthy=True | Resolve |
 //! | firing | Healthy=False or Unknown or absent | Nothing (deduplicated) |
 //!
+//! The consecutive failures are those of deliveries and runs, or the failed rounds of a
+//! failing synthetic health check (`status.healthChecks`), whichever is more: a certificate
+//! about to expire alerts once its check has failed `consecutiveFailures` rounds in a row.
+//!
 //! A threshold is met when the consecutive failures reach `consecutiveFailures`, **or** when
 //! `failingFor` is set and `Healthy` has been False for at least that long (measured from the
 //! condition's `lastTransitionTime`). Either way fires: `failingFor` is the way to alert on
@@ -61,7 +65,8 @@ pub struct Health {
     pub healthy: Option<bool>,
     /// When `Healthy` last changed (the start of the failure when it is False).
     pub since: Option<Timestamp>,
-    /// Failed runs or deliveries since the last success.
+    /// Failed runs or deliveries since the last success, or failed rounds of a failing
+    /// health check, whichever is more.
     pub consecutive_failures: u64,
 }
 
@@ -70,6 +75,13 @@ impl Health {
     pub fn of(integration: &Integration) -> Health {
         let Some(status) = integration.status.as_ref() else { return Health::default() };
         let healthy = status.conditions.iter().find(|c| c.type_ == condition::HEALTHY);
+        let failed_rounds = status
+            .health_checks
+            .iter()
+            .filter(|c| c.status == "False")
+            .filter_map(|c| c.consecutive_failures)
+            .max()
+            .unwrap_or(0);
         Health {
             healthy: healthy.and_then(|c| match c.status.as_str() {
                 "True" => Some(true),
@@ -77,7 +89,7 @@ impl Health {
                 _ => None,
             }),
             since: healthy.map(|c| c.last_transition_time.0),
-            consecutive_failures: status.consecutive_failures.unwrap_or(0),
+            consecutive_failures: status.consecutive_failures.unwrap_or(0).max(failed_rounds),
         }
     }
 }

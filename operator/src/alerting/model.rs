@@ -178,11 +178,17 @@ pub fn build_alert(
         .or_else(|| last_failure.map(|f| f.reason.clone()))
         .unwrap_or_else(|| "Unknown".into());
     let reason = one_line(&reason, 128);
+    // The last failure explains the alert only when it is what made `Healthy` False: a
+    // failing health check or a worker that is not ready has its own words in the condition.
+    let explains = |f: &&crate::api::Failure| {
+        healthy.as_ref().is_none_or(|c| c.status != "False" || c.reason == f.reason)
+    };
     let last_error = last_failure
+        .filter(explains)
         .map(|f| sanitize_text(&f.message, MAX_TEXT_CHARS))
         .or_else(|| healthy.as_ref().map(|c| sanitize_text(&c.message, MAX_TEXT_CHARS)))
         .unwrap_or_default();
-    let failures = item_status.and_then(|s| s.consecutive_failures).unwrap_or(0);
+    let failures = super::evaluate::Health::of(integration).consecutive_failures;
 
     let flow = &spec.data_flow;
     let data_flow = format!(

@@ -255,6 +255,35 @@ pub mod condition {
     pub const WORKERS_AVAILABLE: &str = "WorkersAvailable";
 }
 
+/// Reasons of an Integration's `Healthy=False` condition when a synthetic health check
+/// (`spec.healthChecks`) fails; the message names the check. Failed deliveries and runs take
+/// precedence (their own reasons, such as `TargetUnavailable` or `RunFailed`).
+pub mod health_check_reason {
+    /// A server (`certificate:<host:port>`) or client (`clientCertificate:<credential>`)
+    /// certificate expires within `certificateExpiryWarning`.
+    pub const CERTIFICATE_EXPIRING_SOON: &str = "CertificateExpiringSoon";
+    /// A checked certificate has expired.
+    pub const CERTIFICATE_EXPIRED: &str = "CertificateExpired";
+    /// A server certificate does not verify against the configured CA.
+    pub const CERTIFICATE_UNTRUSTED: &str = "CertificateUntrusted";
+    /// A certificate could not be read (no connection, nothing presented, unreadable file).
+    pub const CERTIFICATE_UNAVAILABLE: &str = "CertificateUnavailable";
+    /// An OAuth2 Credential's token endpoint does not answer (connection refused, timeout).
+    pub const TOKEN_ENDPOINT_UNREACHABLE: &str = "TokenEndpointUnreachable";
+    /// An OAuth2 Credential's token endpoint answers but issues no token.
+    pub const TOKEN_REJECTED: &str = "TokenRejected";
+    /// An OAuth2 Credential has no token for another reason (files, egress rules).
+    pub const TOKEN_UNAVAILABLE: &str = "TokenUnavailable";
+    /// A target does not answer its reachability check (the reason failed deliveries use).
+    pub const TARGET_UNAVAILABLE: &str = "TargetUnavailable";
+    /// The IMAP source does not answer.
+    pub const SOURCE_UNAVAILABLE: &str = "SourceUnavailable";
+    /// A probe did not answer with one of its expected statuses.
+    pub const PROBE_FAILED: &str = "ProbeFailed";
+    /// A check of a kind this operator does not know failed.
+    pub const HEALTH_CHECK_FAILED: &str = "HealthCheckFailed";
+}
+
 /// Parse a duration written as in the API (`250ms`, `30s`, `5m`, `1h30m`, `90d`, `1.5h`).
 ///
 /// Returns a message naming what is wrong; callers add the field path.

@@ -1284,7 +1284,8 @@ pub struct IntegrationStatus {
     /// after it. Only moves forward.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watermark: Option<String>,
-    /// Results of the synthetic health checks.
+    /// Results of the synthetic health checks (`spec.healthChecks`), by name; a failing
+    /// one turns `Healthy` False unless deliveries or runs fail too.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub health_checks: Vec<HealthCheckResult>,
     /// State of the integration's alert.
@@ -1418,19 +1419,35 @@ pub struct Rejection {
     pub reason: String,
 }
 
-/// Result of one health check.
+/// Result of one synthetic health check, over the integration's workers.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HealthCheckResult {
-    /// Check name (`target:<name>`, `token:<credential>`, `certificate:<host>`, `probe:<name>`).
+    /// Check name (`target:<name>`, `source:imap`, `token:<credential>`,
+    /// `certificate:<host:port>`, `clientCertificate:<credential>`, `probe:<name>`).
     pub name: String,
-    /// `True` when the check passed.
+    /// `True` when the check passed on every worker, `False` when it failed on any.
     pub status: String,
-    /// What was found.
+    /// The worker's reason (`Reachable`, `CertificateExpiringSoon`,
+    /// `TokenEndpointUnreachable`, `TokenRejected`, `ProbeFailed`, ...).
+    #[serde(default)]
+    pub reason: String,
+    /// What was found (never a secret value).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
-    /// When the check last ran.
+    /// When the check last ran, as of the last status write (a result that does not change
+    /// is not rewritten every round).
     pub last_checked: Time,
+    /// When `status` last changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<Time>,
+    /// Rounds in a row the check has failed; the alert threshold's `consecutiveFailures`
+    /// counts these too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consecutive_failures: Option<u64>,
+    /// Expiry of the certificate a certificate check read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<Time>,
 }
 
 /// State of an integration's alert.

@@ -6,8 +6,15 @@
 //!     Integrations (cache) × worker Pods (cache, by label) ──▶ GET http://<podIP>:9090/status
 //!        (bounded concurrency, short timeout) ──▶ aggregate per Integration ──▶ Healthy
 //!        ──▶ status write only when something a person acts on changed (condition, last
-//!            failure, failure count, pending dead letters), counters at most once a minute
+//!            failure, failure count, pending dead letters, a check's result), counters and
+//!            the checks' failed rounds at most once a minute
+//!        ──▶ the alert router, with the health just computed
 //! ```
+//!
+//! `Healthy` is False, in this order of precedence, when a worker is not ready
+//! (`WorkerNotReady`), when deliveries or the last scheduled run fail (their own reason),
+//! or when a synthetic health check fails (`status.healthChecks`, merged over the workers:
+//! a reason from [`crate::api::health_check_reason`] and a message naming the check).
 //!
 //! Why polling holds for 10,000 integrations: one small GET per worker pod per interval
 //! (15 s by default: ~700 requests/s at 10,000 pods, each a few hundred bytes on a kept-alive
@@ -25,7 +32,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 use switchboard_worker::config::ADMIN_PORT;
-use switchboard_worker::status::{STATUS_PATH, WorkerStatus};
+use switchboard_worker::status::{HealthCheckStatus, STATUS_PATH, WorkerStatus};
 use tracing::{debug, warn};
 
 use super::Context;
@@ -33,7 +40,10 @@ use super::conditions::Desired;
 use super::object::Unchecked;
 use super::status::write_status;
 use crate::alerting::{AlertRouter, AlertSettings};
-use crate::api::{Counters, Failure, Integration, IntegrationStatus, RunReport, condition};
+use crate::api::{
+    Counters, Failure, HealthCheckResult, Integration, IntegrationStatus, RunReport, condition,
+    health_check_reason,
+};
 use crate::render::{LABEL_INTEGRATION, label_value};
 
 /// How often and how hard the worker statuses are read.
@@ -95,6 +105,110 @@ pub struct Summary {
     pub consecutive_failures: Option<u64>,
     /// Counters summed over the workers.
     pub counters: Option<Counters>,
+    /// Synthetic health checks merged over the workers, by name.
+    pub health_checks: Vec<HealthCheckResult>,
+}
+
+/// The `Healthy` reason for a failing check: the worker's reason where it already names the
+/// problem, otherwise what kind of check failed (see [`health_check_reason`]).
+pub fn health_check_healthy_reason(check: &HealthCheckResult) -> &'static str {
+    use health_check_reason::*;
+    let kind = check.name.split_once(':').map_or(check.name.as_str(), |(kind, _)| kind);
+    match (kind, check.reason.as_str()) {
+        ("certificate" | "clientCertificate", "CertificateExpiringSoon") => {
+            CERTIFICATE_EXPIRING_SOON
+        }
+        ("certificate" | "clientCertificate", "CertificateExpired") => CERTIFICATE_EXPIRED,
+        ("certificate" | "clientCertificate", "CertificateUntrusted") => CERTIFICATE_UNTRUSTED,
+        ("certificate" | "clientCertificate", _) => CERTIFICATE_UNAVAILABLE,
+        ("token", "TokenEndpointUnreachable") => TOKEN_ENDPOINT_UNREACHABLE,
+        ("token", "TokenRejected") => TOKEN_REJECTED,
+        ("token", _) => TOKEN_UNAVAILABLE,
+        ("target", _) => TARGET_UNAVAILABLE,
+        ("source", _) => SOURCE_UNAVAILABLE,
+        ("probe", _) => PROBE_FAILED,
+        _ => HEALTH_CHECK_FAILED,
+    }
+}
+
+/// One worker's check as the Integration status shows it.
+fn check_result(check: &HealthCheckStatus) -> HealthCheckResult {
+    HealthCheckResult {
+        name: check.name.clone(),
+        status: check.status.clone(),
+        reason: check.reason.clone(),
+        message: (!check.message.is_empty()).then(|| check.message.clone()),
+        last_checked: time(check.last_checked),
+        last_transition_time: Some(time(check.last_transition_time)),
+        consecutive_failures: Some(check.consecutive_failures),
+        not_after: check.not_after.map(time),
+    }
+}
+
+/// The checks of every worker, one result per name: failing when any worker's fails (the
+/// failure that started first), with the most failed rounds and the latest run of any.
+fn merge_health_checks(statuses: &[WorkerStatus]) -> Vec<HealthCheckResult> {
+    let mut merged: std::collections::BTreeMap<String, HealthCheckResult> = Default::default();
+    for check in statuses.iter().flat_map(|s| &s.health_checks) {
+        let new = check_result(check);
+        let Some(old) = merged.get_mut(&check.name) else {
+            merged.insert(check.name.clone(), new);
+            continue;
+        };
+        let rank = |c: &HealthCheckResult| {
+            (c.status != "False", c.last_transition_time.as_ref().map(|t| t.0), c.message.clone())
+        };
+        let latest_check = old.last_checked.0.max(new.last_checked.0);
+        let failures = old.consecutive_failures.max(new.consecutive_failures);
+        if rank(&new) < rank(old) {
+            *old = new;
+        }
+        old.last_checked = Time(latest_check);
+        old.consecutive_failures = failures;
+    }
+    merged.into_values().collect()
+}
+
+/// Which failing check names the `Healthy` reason: what breaks every call (a token endpoint,
+/// an expired or untrusted certificate) before what is unavailable (a target, the source, a
+/// probe), before warnings (a certificate expiring soon or unreadable).
+fn precedence(healthy_reason: &str) -> u8 {
+    use health_check_reason::*;
+    match healthy_reason {
+        TOKEN_ENDPOINT_UNREACHABLE
+        | TOKEN_REJECTED
+        | TOKEN_UNAVAILABLE
+        | CERTIFICATE_EXPIRED
+        | CERTIFICATE_UNTRUSTED => 0,
+        CERTIFICATE_EXPIRING_SOON | CERTIFICATE_UNAVAILABLE => 2,
+        _ => 1,
+    }
+}
+
+/// `Healthy=False` for the failing checks, when there are any: the reason of the first by
+/// [`precedence`] (then the one that started failing first), a message naming it and the
+/// others.
+fn failing_checks_condition(checks: &[HealthCheckResult]) -> Option<Desired> {
+    let mut failing: Vec<&HealthCheckResult> =
+        checks.iter().filter(|c| c.status == "False").collect();
+    failing.sort_by_key(|c| {
+        (
+            precedence(health_check_healthy_reason(c)),
+            c.last_transition_time.as_ref().map(|t| t.0),
+            c.name.as_str(),
+        )
+    });
+    let (first, others) = failing.split_first()?;
+    let mut message = format!("health check {} fails ({})", first.name, first.reason);
+    if let Some(what) = &first.message {
+        message.push_str(&format!(": {what}"));
+    }
+    if !others.is_empty() {
+        let names: Vec<String> =
+            others.iter().map(|c| format!("{} ({})", c.name, c.reason)).collect();
+        message.push_str(&format!("; also failing: {}", names.join(", ")));
+    }
+    Some(Desired::no(condition::HEALTHY, health_check_healthy_reason(first), message))
 }
 
 /// Aggregate what the workers said, with the last scheduled run, into the runtime status.
@@ -151,6 +265,9 @@ pub fn summarize(observed: &Observed, last_run: Option<&RunReport>, pull_source:
         }
     }
 
+    let health_checks = merge_health_checks(statuses);
+    let failing_checks = failing_checks_condition(&health_checks);
+
     let not_ready: Vec<String> = statuses
         .iter()
         .filter(|s| !s.ready)
@@ -173,6 +290,8 @@ pub fn summarize(observed: &Observed, last_run: Option<&RunReport>, pull_source:
             f.reason.clone(),
             format!("{count}last at {}: {}", f.time.0, f.message),
         )
+    } else if let Some(checks) = failing_checks {
+        checks
     } else if statuses.is_empty() && !pull_source {
         let why = if observed.unreachable > 0 {
             format!("{} worker(s) did not answer", observed.unreachable)
@@ -206,12 +325,26 @@ pub fn summarize(observed: &Observed, last_run: Option<&RunReport>, pull_source:
         last_failure: failure,
         consecutive_failures: consecutive,
         counters,
+        health_checks,
     }
 }
 
 /// Whether a new summary is worth a status write now: anything a person acts on changed, or
-/// the counters are older than `counters_every`.
+/// the counters (with the checks' failed rounds and last runs) are older than
+/// `counters_every`.
 fn worth_writing(old: &IntegrationStatus, new: &Summary, counters_due: bool) -> bool {
+    let checks_changed = old.health_checks.len() != new.health_checks.len()
+        || old.health_checks.iter().zip(&new.health_checks).any(|(a, b)| {
+            (&a.name, &a.status, &a.reason, &a.message, &a.last_transition_time, &a.not_after)
+                != (
+                    &b.name,
+                    &b.status,
+                    &b.reason,
+                    &b.message,
+                    &b.last_transition_time,
+                    &b.not_after,
+                )
+        });
     let healthy = old.conditions.iter().find(|c| c.type_ == condition::HEALTHY);
     let condition_changed = healthy.is_none_or(|c| {
         c.status != new.healthy.status_text()
@@ -220,11 +353,18 @@ fn worth_writing(old: &IntegrationStatus, new: &Summary, counters_due: bool) -> 
     });
     let pending = |c: &Option<Counters>| c.as_ref().map(|c| c.dead_letters_pending);
     condition_changed
+        || checks_changed
         || old.last_failure != new.last_failure
         || old.consecutive_failures != new.consecutive_failures
         || pending(&old.counters) != pending(&new.counters)
         || (counters_due
-            && (old.counters != new.counters || old.last_success_time != new.last_success_time))
+            && (old.counters != new.counters
+                || old.last_success_time != new.last_success_time
+                || old
+                    .health_checks
+                    .iter()
+                    .zip(&new.health_checks)
+                    .any(|(a, b)| a.consecutive_failures != b.consecutive_failures)))
 }
 
 /// Read one worker's status document.
@@ -278,7 +418,7 @@ pub async fn pass(
     let mut written = 0;
     let mut views = Vec::with_capacity(results.len());
     for (object, observed) in results {
-        let Ok(mut integration) = object.typed() else { continue };
+        let Ok(integration) = object.typed() else { continue };
         let key = super::object_key(object.as_ref());
         let old = integration.status.clone().unwrap_or_default();
         let summary =
@@ -305,19 +445,8 @@ pub async fn pass(
             }
         }
         // Alerts judge the health just computed, not the cached status of the last pass.
-        let mut status = old;
-        apply_summary(&mut status, &summary);
-        let now_time = Time(k8s_openapi::jiff::Timestamp::now());
-        let generation = integration.metadata.generation.unwrap_or(0);
-        status.conditions = super::conditions::merge(
-            &status.conditions,
-            std::slice::from_ref(&summary.healthy),
-            generation,
-            &now_time,
-        )
-        .0;
-        integration.status = Some(status);
-        views.push((object, integration));
+        let now = Time(k8s_openapi::jiff::Timestamp::now());
+        views.push((object, with_summary(integration, &summary, &now)));
     }
     let changes: Vec<_> = futures::stream::iter(views)
         .map(|(object, integration)| async move {
@@ -346,11 +475,29 @@ pub async fn pass(
     written
 }
 
+/// `integration` as the alert router judges it: its status with `summary` applied and the
+/// `Healthy` condition merged in at `now`.
+pub fn with_summary(mut integration: Integration, summary: &Summary, now: &Time) -> Integration {
+    let mut status = integration.status.take().unwrap_or_default();
+    apply_summary(&mut status, summary);
+    let generation = integration.metadata.generation.unwrap_or(0);
+    status.conditions = super::conditions::merge(
+        &status.conditions,
+        std::slice::from_ref(&summary.healthy),
+        generation,
+        now,
+    )
+    .0;
+    integration.status = Some(status);
+    integration
+}
+
 fn apply_summary(status: &mut IntegrationStatus, summary: &Summary) {
     status.last_success_time = summary.last_success_time.clone();
     status.last_failure = summary.last_failure.clone();
     status.consecutive_failures = summary.consecutive_failures;
     status.counters = summary.counters.clone();
+    status.health_checks = summary.health_checks.clone();
 }
 
 /// Run passes forever (while this replica leads).
@@ -382,7 +529,53 @@ pub async fn run(ctx: Arc<Context>, pods: Store<Pod>, settings: RuntimeSettings)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use switchboard_worker::status::{FailureInfo, StatusCounters};
+    use switchboard_worker::status::{FailureInfo, HealthCheckStatus, StatusCounters};
+
+    fn check(
+        name: &str,
+        status: &str,
+        reason: &str,
+        message: &str,
+        since: i64,
+        failures: u64,
+    ) -> HealthCheckStatus {
+        let at = |s: i64| chrono::DateTime::from_timestamp(s, 0).unwrap();
+        HealthCheckStatus {
+            name: name.into(),
+            status: status.into(),
+            reason: reason.into(),
+            message: message.into(),
+            last_checked: at(1000),
+            last_transition_time: at(since),
+            consecutive_failures: failures,
+            not_after: None,
+        }
+    }
+
+    /// A healthy worker whose certificate and token checks fail.
+    fn worker_with_failing_checks() -> WorkerStatus {
+        let mut w = worker(Some(100), None, 0);
+        w.health_checks = vec![
+            check("target:billing", "True", "Reachable", "HEAD answered HTTP 200", 50, 0),
+            check(
+                "certificate:billing.acme.example:443",
+                "False",
+                "CertificateExpiringSoon",
+                "the certificate expires at 1970-01-04T00:00:00Z, in 3 day(s): within the warning window of 21 day(s)",
+                200,
+                4,
+            ),
+            check(
+                "token:billing-oauth",
+                "False",
+                "TokenEndpointUnreachable",
+                "credential \"billing-oauth\": token endpoint unreachable: connection refused",
+                300,
+                2,
+            ),
+        ];
+        w
+    }
 
     fn worker(
         success: Option<i64>,
@@ -412,6 +605,7 @@ mod tests {
             }),
             consecutive_failures: consecutive,
             circuits: Vec::new(),
+            health_checks: Vec::new(),
         }
     }
 
@@ -554,5 +748,218 @@ mod tests {
         });
         assert!(!worth_writing(&old, &summary, false), "only counters moved and they are not due");
         assert!(worth_writing(&old, &summary, true));
+    }
+
+    #[test]
+    fn a_failing_health_check_makes_it_unhealthy_with_a_reason_naming_the_problem() {
+        let observed = Observed { statuses: vec![worker_with_failing_checks()], unreachable: 0 };
+        let summary = summarize(&observed, None, false);
+        assert!(!summary.healthy.status && !summary.healthy.unknown, "{:?}", summary.healthy);
+        assert_eq!(
+            summary.healthy.reason, "TokenEndpointUnreachable",
+            "what breaks every call comes before a warning, though the warning came first"
+        );
+        assert_eq!(
+            summary.healthy.message,
+            "health check token:billing-oauth fails (TokenEndpointUnreachable): credential \
+             \"billing-oauth\": token endpoint unreachable: connection refused; also failing: \
+             certificate:billing.acme.example:443 (CertificateExpiringSoon)"
+        );
+        let names: Vec<&str> = summary.health_checks.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["certificate:billing.acme.example:443", "target:billing", "token:billing-oauth"]
+        );
+        let token = &summary.health_checks[2];
+        assert_eq!(
+            (token.status.as_str(), token.reason.as_str(), token.consecutive_failures),
+            ("False", "TokenEndpointUnreachable", Some(2))
+        );
+
+        // The certificate alone.
+        let mut only_certificate = worker_with_failing_checks();
+        only_certificate.health_checks.remove(2);
+        let summary =
+            summarize(&Observed { statuses: vec![only_certificate], unreachable: 0 }, None, false);
+        assert_eq!(summary.healthy.reason, "CertificateExpiringSoon");
+        assert_eq!(
+            summary.healthy.message,
+            "health check certificate:billing.acme.example:443 fails (CertificateExpiringSoon): \
+             the certificate expires at 1970-01-04T00:00:00Z, in 3 day(s): within the warning \
+             window of 21 day(s)"
+        );
+
+        // A target that fails because it gets no token: the token endpoint is named, though
+        // the target's check failed first.
+        let mut no_token = worker_with_failing_checks();
+        no_token.health_checks.remove(1);
+        no_token.health_checks[0] =
+            check("target:billing", "False", "TokenUnavailable", "no token", 250, 2);
+        let summary =
+            summarize(&Observed { statuses: vec![no_token], unreachable: 0 }, None, false);
+        assert_eq!(summary.healthy.reason, "TokenEndpointUnreachable");
+        assert!(
+            summary.healthy.message.ends_with("also failing: target:billing (TokenUnavailable)"),
+            "{}",
+            summary.healthy.message
+        );
+
+        // Recovered: Healthy again, the checks stay on record.
+        let mut recovered = worker_with_failing_checks();
+        for c in &mut recovered.health_checks {
+            c.status = "True".into();
+        }
+        let summary =
+            summarize(&Observed { statuses: vec![recovered], unreachable: 0 }, None, false);
+        assert!(summary.healthy.status, "{:?}", summary.healthy);
+        assert_eq!(summary.health_checks.len(), 3);
+    }
+
+    #[test]
+    fn every_kind_of_failing_check_has_its_healthy_reason() {
+        let reason = |name: &str, worker_reason: &str| {
+            let c = check_result(&check(name, "False", worker_reason, "", 0, 1));
+            health_check_healthy_reason(&c)
+        };
+        assert_eq!(
+            reason("certificate:h:443", "CertificateExpiringSoon"),
+            "CertificateExpiringSoon"
+        );
+        assert_eq!(reason("clientCertificate:c", "CertificateExpired"), "CertificateExpired");
+        assert_eq!(reason("certificate:h:443", "CertificateUntrusted"), "CertificateUntrusted");
+        assert_eq!(reason("certificate:h:443", "Unreachable"), "CertificateUnavailable");
+        assert_eq!(reason("token:c", "TokenEndpointUnreachable"), "TokenEndpointUnreachable");
+        assert_eq!(reason("token:c", "TokenRejected"), "TokenRejected");
+        assert_eq!(reason("token:c", "EgressRefused"), "TokenUnavailable");
+        assert_eq!(reason("target:t", "ServerError"), "TargetUnavailable");
+        assert_eq!(reason("source:imap", "Timeout"), "SourceUnavailable");
+        assert_eq!(reason("probe:p", "ProbeFailed"), "ProbeFailed");
+        assert_eq!(reason("somethingNew:x", "Whatever"), "HealthCheckFailed");
+    }
+
+    #[test]
+    fn failing_deliveries_come_before_failing_checks_and_workers_merge_per_check() {
+        let mut delivering = worker_with_failing_checks();
+        delivering.last_failure = Some(FailureInfo {
+            time: chrono::DateTime::from_timestamp(400, 0).unwrap(),
+            reason: "TargetUnavailable".into(),
+            message: "billing answered 503".into(),
+        });
+        delivering.consecutive_failures = 2;
+        let summary =
+            summarize(&Observed { statuses: vec![delivering], unreachable: 0 }, None, false);
+        assert_eq!(summary.healthy.reason, "TargetUnavailable");
+
+        // Two replicas: one sees the token endpoint, the other does not.
+        let mut passing = worker_with_failing_checks();
+        passing.health_checks.retain(|c| c.name == "token:billing-oauth");
+        passing.health_checks[0].status = "True".into();
+        passing.health_checks[0].reason = "TokenIssued".into();
+        passing.health_checks[0].consecutive_failures = 0;
+        let mut failing = worker_with_failing_checks();
+        failing.health_checks.retain(|c| c.name == "token:billing-oauth");
+        failing.health_checks[0].consecutive_failures = 5;
+        failing.health_checks[0].last_checked = chrono::DateTime::from_timestamp(2000, 0).unwrap();
+        let summary =
+            summarize(&Observed { statuses: vec![passing, failing], unreachable: 0 }, None, false);
+        assert_eq!(summary.health_checks.len(), 1);
+        let token = &summary.health_checks[0];
+        assert_eq!((token.status.as_str(), token.consecutive_failures), ("False", Some(5)));
+        assert_eq!(token.last_checked, time(chrono::DateTime::from_timestamp(2000, 0).unwrap()));
+        assert_eq!(summary.healthy.reason, "TokenEndpointUnreachable");
+    }
+
+    #[test]
+    fn a_check_that_only_ran_again_is_not_rewritten() {
+        let summary = summarize(
+            &Observed { statuses: vec![worker_with_failing_checks()], unreachable: 0 },
+            None,
+            false,
+        );
+        let mut old = IntegrationStatus::default();
+        apply_summary(&mut old, &summary);
+        old.conditions = vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+            type_: "Healthy".into(),
+            status: "False".into(),
+            reason: summary.healthy.reason.clone(),
+            message: summary.healthy.message.clone(),
+            observed_generation: Some(1),
+            last_transition_time: time(chrono::DateTime::from_timestamp(1, 0).unwrap()),
+        }];
+        let mut next = worker_with_failing_checks();
+        for c in &mut next.health_checks {
+            c.last_checked = chrono::DateTime::from_timestamp(1060, 0).unwrap();
+        }
+        let again =
+            summarize(&Observed { statuses: vec![next.clone()], unreachable: 0 }, None, false);
+        assert!(!worth_writing(&old, &again, true), "only lastChecked moved");
+        next.health_checks[1].consecutive_failures += 1;
+        let more =
+            summarize(&Observed { statuses: vec![next.clone()], unreachable: 0 }, None, false);
+        assert!(!worth_writing(&old, &more, false), "failed rounds wait for the counters");
+        assert!(worth_writing(&old, &more, true));
+        next.health_checks[1].message =
+            "the certificate expires at 1970-01-04T00:00:00Z, in 2 day(s)".into();
+        let changed = summarize(&Observed { statuses: vec![next], unreachable: 0 }, None, false);
+        assert!(worth_writing(&old, &changed, false), "a new message is written at once");
+    }
+
+    #[tokio::test]
+    async fn a_failing_check_past_the_threshold_raises_an_alert_that_names_it() {
+        use crate::alerting::{Action, AlertRouter, AlertSettings};
+        let integration: Integration = serde_json::from_value(serde_json::json!({
+            "apiVersion": "switchboard.dev/v1alpha1",
+            "kind": "Integration",
+            "metadata": {"name": "billing", "namespace": "shop", "generation": 1},
+            "spec": {
+                "owner": {"team": "finance", "contact": "finance@acme.example"},
+                "dataFlow": {"sourceSystem": "Shop", "targetSystem": "Billing", "classification": "internal"},
+                "source": {"webhook": {"auth": {"type": "none"}}},
+                "targets": [{"name": "billing", "outboundMessage": {"name": "billing", "method": "post"}}],
+                "alerting": {"threshold": {"consecutiveFailures": 3}, "useDefaultRoutes": false},
+            },
+            "status": {
+                "lastFailure": {"time": "1970-01-01T00:00:10Z", "reason": "MappingFailed",
+                                "message": "an old mapping failure"},
+                "consecutiveFailures": 0,
+            },
+        }))
+        .unwrap();
+        let client =
+            kube::Client::try_from(kube::Config::new("http://127.0.0.1:9".parse().unwrap()))
+                .unwrap();
+        let router = AlertRouter::new(
+            client,
+            Arc::new(crate::controller::metrics::Metrics::default()),
+            crate::controller::leader::LeaderGuard::always(),
+            kube::runtime::events::Reporter { controller: "test".into(), instance: None },
+            AlertSettings::new("switchboard-system"),
+        );
+        let now = Time(k8s_openapi::jiff::Timestamp::now());
+        let observe = |remove: usize| {
+            let mut worker = worker_with_failing_checks();
+            worker.health_checks.remove(remove);
+            summarize(&Observed { statuses: vec![worker], unreachable: 0 }, None, false)
+        };
+        // The token endpoint alone: two failed rounds are below the threshold of three.
+        let view = with_summary(integration.clone(), &observe(1), &now);
+        assert_eq!(view.status.as_ref().unwrap().conditions[0].reason, "TokenEndpointUnreachable");
+        assert!(router.evaluate(&view, now.0).is_none(), "below the threshold");
+
+        // The certificate alone: four failed rounds fire.
+        let view = with_summary(integration, &observe(2), &now);
+        let decision = router.evaluate(&view, now.0).expect("four failed rounds fire");
+        assert_eq!(decision.action, Action::Fire);
+        let alert = &decision.alert;
+        assert_eq!(alert.annotation("reason"), "CertificateExpiringSoon");
+        assert_eq!(alert.annotation("consecutive_failures"), "4");
+        assert!(
+            alert.annotation("last_error").starts_with(
+                "health check certificate:billing.acme.example:443 fails (CertificateExpiringSoon)"
+            ),
+            "the check, not the old mapping failure: {:?}",
+            alert.annotations
+        );
+        assert_eq!(alert.label("owner_team"), "finance");
     }
 }

@@ -363,6 +363,7 @@ impl<'a> Resolver<'a> {
             server: smtp.server.clone(),
             credential,
             insecure_allow_plaintext: smtp.insecure_allow_plaintext,
+            ca_file: None,
         }
     }
 }
@@ -693,6 +694,7 @@ fn render_source(r: &mut Resolver<'_>, integration: &Integration) -> Option<Sour
                 .to_string(),
             move_to: imap.move_to.clone(),
             max_messages: imap.max_messages,
+            ca_file: None,
         }));
     }
     r.problems.add(RenderErrorReason::InvalidValue, "spec.source", "source needs exactly one kind");

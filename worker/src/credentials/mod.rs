@@ -107,6 +107,14 @@ pub enum CredentialError {
         /// The guard's reason.
         reason: String,
     },
+    /// The OAuth2 token endpoint did not answer (connection refused or reset, DNS, TLS).
+    #[error("credential {credential:?}: token endpoint unreachable: {reason}")]
+    TokenEndpointUnreachable {
+        /// Credential name.
+        credential: String,
+        /// What happened (no URL with credentials, no response body).
+        reason: String,
+    },
     /// The OAuth2 token endpoint did not issue a token.
     #[error("credential {credential:?}: token request failed: {reason}")]
     TokenRequest {
@@ -123,7 +131,8 @@ impl CredentialError {
     /// Short category for metrics and Events.
     pub fn category(&self) -> &'static str {
         match self {
-            CredentialError::TokenRequest { .. } => "token_request",
+            CredentialError::TokenRequest { .. }
+            | CredentialError::TokenEndpointUnreachable { .. } => "token_request",
             CredentialError::TokenEndpointRefused { .. } => "egress",
             _ => "credential",
         }
@@ -133,7 +142,8 @@ impl CredentialError {
     /// unavailable or overloaded).
     pub fn is_transient(&self) -> bool {
         match self {
-            CredentialError::TokenRequest { status: None, .. } => true,
+            CredentialError::TokenRequest { status: None, .. }
+            | CredentialError::TokenEndpointUnreachable { .. } => true,
             CredentialError::TokenRequest { status: Some(s), .. } => {
                 *s == 408 || *s == 429 || *s >= 500
             }

@@ -274,7 +274,10 @@ impl TokenCache {
                         credential: self.credential.clone(),
                         reason: refused.to_string(),
                     },
-                    _ => failed(None, crate::outbound::http::describe_reqwest_error(&e)),
+                    _ => CredentialError::TokenEndpointUnreachable {
+                        credential: self.credential.clone(),
+                        reason: crate::outbound::http::describe_reqwest_error(&e),
+                    },
                 }
             })?;
         let status = response.status();

@@ -155,6 +155,25 @@ impl FailureKind {
     }
 }
 
+/// Why [`Outbound::check_token`] found no token.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenCheckError {
+    /// The credential is unusable, or its token request failed.
+    #[error(transparent)]
+    Credential(#[from] CredentialError),
+    /// No token within the check's timeout.
+    #[error("credential {credential:?}: no token within {millis} ms")]
+    Timeout {
+        /// Credential name.
+        credential: String,
+        /// The timeout.
+        millis: u128,
+    },
+    /// The HTTP client for the token endpoint cannot be built.
+    #[error("{0}")]
+    Setup(String),
+}
+
 /// One failed attempt: safe to log, store and show (bounded, single-line, redacted).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -589,7 +608,7 @@ impl Outbound {
             self.inner.metrics.retries.get_or_create(&method_labels).inc();
         }
         let started = Instant::now();
-        let (outcome, sent) = self.run_attempt(call, prepared, key, response_limit).await;
+        let (outcome, sent) = self.run_attempt(call, prepared, key, response_limit, true).await;
         if sent {
             self.inner
                 .metrics
@@ -622,13 +641,53 @@ impl Outbound {
         outcome
     }
 
-    /// One attempt; the flag says whether a request went out.
+    /// One request outside the delivery path, for synthetic health checks: the call's
+    /// credentials, TLS and SSRF guard apply, but its circuit breaker is neither consulted nor
+    /// told, no metric is counted and nothing is retried, so a check can never change how
+    /// deliveries behave. The timeout is the call's `endpoint.timeoutMs`.
+    pub async fn probe(
+        &self,
+        call: &OutboundCall,
+        vars: &BTreeMap<String, String>,
+        probe_id: &str,
+    ) -> AttemptOutcome {
+        match prepare(call, vars) {
+            Ok(prepared) => {
+                self.run_attempt(call, &prepared, &idempotency_key(probe_id), None, false).await.0
+            }
+            Err(error) => AttemptOutcome::Permanent(request_failure(&error)),
+        }
+    }
+
+    /// Whether OAuth2 credential `name` can get a token now: through its cache, as a
+    /// delivery would (a cached, unexpired token is used; otherwise one is requested).
+    pub async fn check_token(&self, name: &str, timeout: Duration) -> Result<(), TokenCheckError> {
+        let credential = self.inner.credentials.get(name)?;
+        let client = self
+            .inner
+            .http
+            .client(&TlsProfile::default(), &self.inner.credentials)
+            .map_err(|e| TokenCheckError::Setup(e.to_string()))?;
+        match tokio::time::timeout(timeout, credential.authorize(&client, self.inner.http.policy()))
+            .await
+        {
+            Ok(result) => result.map(|_| ()).map_err(TokenCheckError::from),
+            Err(_) => Err(TokenCheckError::Timeout {
+                credential: name.to_string(),
+                millis: timeout.as_millis(),
+            }),
+        }
+    }
+
+    /// One attempt; the flag says whether a request went out. `breaker: false` leaves the
+    /// endpoint's circuit breaker alone (health checks).
     async fn run_attempt(
         &self,
         call: &OutboundCall,
         prepared: &PreparedRequest,
         key: &str,
         response_limit: Option<usize>,
+        breaker: bool,
     ) -> (AttemptOutcome, bool) {
         let endpoint = &call.endpoint;
         let timeout = Duration::from_millis(endpoint.timeout_ms.max(1));
@@ -690,11 +749,14 @@ impl Outbound {
             None => None,
         };
 
-        let permit =
+        let permit = if breaker {
             match self.inner.breakers.acquire(&breaker_key(call), &endpoint.circuit_breaker) {
-                Ok(permit) => permit,
+                Ok(permit) => Some(permit),
                 Err(retry_in) => return (AttemptOutcome::CircuitOpen { retry_in }, false),
-            };
+            }
+        } else {
+            None
+        };
 
         let mut reauthorized = false;
         loop {
@@ -744,12 +806,16 @@ impl Outbound {
                         continue;
                     }
                     Err((outcome, _)) => {
-                        permit.record(Verdict::Success);
+                        if let Some(permit) = permit {
+                            permit.record(Verdict::Success);
+                        }
                         return (outcome, true);
                     }
                 }
             }
-            permit.record(verdict(&outcome));
+            if let Some(permit) = permit {
+                permit.record(verdict(&outcome));
+            }
             return (outcome, true);
         }
     }
@@ -766,7 +832,8 @@ impl Outbound {
             Ok(Ok(authorization)) => Ok(authorization),
             Ok(Err(error)) => {
                 let kind = match error {
-                    CredentialError::TokenRequest { .. } => FailureKind::TokenRequest,
+                    CredentialError::TokenRequest { .. }
+                    | CredentialError::TokenEndpointUnreachable { .. } => FailureKind::TokenRequest,
                     CredentialError::TokenEndpointRefused { .. } => FailureKind::Egress,
                     _ => FailureKind::Credential,
                 };

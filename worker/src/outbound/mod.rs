@@ -22,6 +22,7 @@ pub mod egress;
 pub mod http;
 pub mod request;
 pub mod soap;
+pub mod tcp;
 pub mod template;
 pub mod xml;
 

@@ -366,7 +366,7 @@ pub fn check_call(call: &OutboundCall) -> Result<(), RequestError> {
 
 fn http_method(method: &MethodConfig) -> Result<reqwest::Method, RequestError> {
     match method.http_method.to_ascii_uppercase().as_str() {
-        m @ ("GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD") => {
+        m @ ("GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS") => {
             Ok(reqwest::Method::from_bytes(m.as_bytes()).expect("a standard method"))
         }
         other => Err(RequestError::Method {

@@ -56,6 +56,8 @@ pub struct AdminState {
     pub circuits: Option<Arc<dyn Fn() -> Vec<crate::status::CircuitInfo> + Send + Sync>>,
     /// Admin token file.
     pub token_file: Option<PathBuf>,
+    /// Synthetic health checks, when the config has any.
+    pub health_checks: Option<Arc<crate::health::HealthChecker>>,
 }
 
 /// The admin router.
@@ -143,6 +145,7 @@ pub fn status_document(s: &AdminState) -> WorkerStatus {
         last_failure,
         consecutive_failures,
         circuits,
+        health_checks: s.health_checks.as_ref().map(|h| h.statuses()).unwrap_or_default(),
     }
 }
 

@@ -72,6 +72,11 @@ pub trait Deliverer: Send + Sync + 'static {
     fn secrets(&self) -> Option<Arc<dyn crate::inbound::auth::SecretLookup>> {
         None
     }
+    /// The outbound side the deliverer sends through, so that health checks share its
+    /// credentials (and OAuth2 token cache) without touching its circuit breakers.
+    fn outbound(&self) -> Option<crate::delivery::Outbound> {
+        None
+    }
 }
 
 /// What the pipeline made of one event.
@@ -142,6 +147,24 @@ impl Pipeline {
             Ok(Outcome::Mapped(vars)) => vars,
             Err(e) => return PipelineResult::MappingFailed(e),
         };
+        self.deliver_variables(event, &vars, &input).await
+    }
+
+    /// The compiled transform (a pull source that builds its own expression inputs applies
+    /// it itself, then calls [`Pipeline::deliver_variables`]).
+    pub fn transform(&self) -> &Transform {
+        &self.transform
+    }
+
+    /// Deliver mapped `vars` to the event's pending targets (all targets when none are
+    /// pending), each target's `when` evaluated against `input`; attempts are recorded in the
+    /// event and each target that took it is removed from its pending list.
+    pub async fn deliver_variables(
+        &self,
+        event: &mut QueuedEvent,
+        vars: &Variables,
+        input: &CelInput,
+    ) -> PipelineResult {
         if event.pending_targets.is_empty() {
             event.pending_targets = self.targets.iter().map(|t| t.name.clone()).collect();
         }
@@ -155,7 +178,7 @@ impl Pipeline {
                 still.remove(name);
                 continue;
             };
-            match self.transform.target_accepts(name, &input) {
+            match self.transform.target_accepts(name, input) {
                 Ok(true) => {}
                 Ok(false) => {
                     still.remove(name);
@@ -164,7 +187,7 @@ impl Pipeline {
                 Err(e) => return PipelineResult::MappingFailed(e),
             }
             let started = Instant::now();
-            let outcome = self.deliverer.deliver(target, &vars, &event.id).await;
+            let outcome = self.deliverer.deliver(target, vars, &event.id).await;
             let labels = TargetLabels { target: name.clone() };
             self.metrics
                 .delivery_duration

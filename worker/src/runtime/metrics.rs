@@ -25,6 +25,9 @@
 //! | `switchboard_worker_rows_total` | result (`read`, `created`, `updated`, `rejected`) | rows of pulls, imports and database targets |
 //! | `switchboard_worker_watermark_timestamp` | | a database pull's watermark, when it is a timestamp (seconds since the epoch) |
 //! | `switchboard_worker_lineage_errors_total` | | OpenLineage events not accepted |
+//! | `switchboard_worker_emails_total` | result | inbound emails: `handled`, `unmatched`, `failed` |
+//! | `switchboard_worker_health_check` | check | 1 when a synthetic health check passes, else 0 |
+//! | `switchboard_worker_certificate_expiry_timestamp_seconds` | check | `notAfter` of a checked certificate |
 
 use std::borrow::Cow;
 
@@ -69,11 +72,18 @@ pub struct FailureLabels {
     pub reason: String,
 }
 
-/// `result` label of row counts.
+/// `result` label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RowLabels {
-    /// `read`, `created`, `updated` or `rejected`.
+pub struct ResultLabels {
+    /// Outcome (of an inbound email, or of a row).
     pub result: String,
+}
+
+/// `check` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CheckLabels {
+    /// Health check name (`target:incident`, `certificate:host:443`, ...).
+    pub check: String,
 }
 
 /// `reason` label.
@@ -124,11 +134,17 @@ pub struct Metrics {
     /// Acceptance to delivery.
     pub event_latency: Histogram,
     /// Rows by result.
-    pub rows: Family<RowLabels, Counter>,
+    pub rows: Family<ResultLabels, Counter>,
     /// A timestamp watermark, in seconds since the epoch.
     pub watermark_timestamp: Gauge<f64, std::sync::atomic::AtomicU64>,
     /// OpenLineage events not accepted.
     pub lineage_errors: Counter,
+    /// Inbound emails by result.
+    pub emails: Family<ResultLabels, Counter>,
+    /// Health checks: 1 passing, 0 failing.
+    pub health_check: Family<CheckLabels, Gauge>,
+    /// `notAfter` of checked certificates, in Unix seconds.
+    pub certificate_expiry: Family<CheckLabels, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -175,6 +191,9 @@ impl Metrics {
             rows: Family::default(),
             watermark_timestamp: Gauge::default(),
             lineage_errors: Counter::default(),
+            emails: Family::default(),
+            health_check: Family::default(),
+            certificate_expiry: Family::default(),
             registry: Registry::default(),
         };
         registry.register("received", "Inbound requests received", m.received.clone());
@@ -244,13 +263,28 @@ impl Metrics {
             "OpenLineage run events the lineage endpoint did not accept",
             m.lineage_errors.clone(),
         );
+        registry.register(
+            "emails",
+            "Inbound emails by result: handled, unmatched (left unread), failed (left for the next run)",
+            m.emails.clone(),
+        );
+        registry.register(
+            "health_check",
+            "Synthetic health checks of external endpoints: 1 passing, 0 failing",
+            m.health_check.clone(),
+        );
+        registry.register(
+            "certificate_expiry_timestamp_seconds",
+            "notAfter of checked server and client certificates, in Unix seconds",
+            m.certificate_expiry.clone(),
+        );
         Metrics { registry: root, ..m }
     }
 
     /// Count `n` rows with `result`.
     pub fn count_rows(&self, result: &str, n: u64) {
         if n > 0 {
-            self.rows.get_or_create(&RowLabels { result: result.into() }).inc_by(n);
+            self.rows.get_or_create(&ResultLabels { result: result.into() }).inc_by(n);
         }
     }
 

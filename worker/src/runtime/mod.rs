@@ -7,6 +7,7 @@
 //!     ├─▶ admin server   (:9090)  /livez /readyz /metrics /status /v1/dead-letters
 //!     ├─▶ inbound server (:8080)  webhook / API routes           (webhook and api sources)
 //!     ├─▶ dispatcher              queue → transform → targets     (durable mode)
+//!     ├─▶ health checks           every healthChecks.intervalMs → /status, metrics
 //!     └─▶ readiness loop          credential files re-checked; rotation needs no restart
 //!  SIGTERM/SIGINT: stop accepting (503), drain in-flight requests, let deliveries in flight
 //!  finish (bounded), flush the queue with fsync, exit 0.
@@ -215,6 +216,7 @@ async fn serve_not_ready(
         queue: None,
         circuits: None,
         token_file: options.admin_token_file.clone(),
+        health_checks: None,
     });
     let listener = bind(admin_addr).await?;
     axum::serve(listener, admin::router(state))
@@ -306,6 +308,20 @@ async fn start(
         Arc::new(move || d.circuits())
             as Arc<dyn Fn() -> Vec<crate::status::CircuitInfo> + Send + Sync>
     };
+    // Health checks share the deliveries' credentials and token caches, never their breakers.
+    let health_checks = match &config.health_checks {
+        None => None,
+        Some(_) => {
+            let outbound = match deliverer.outbound() {
+                Some(outbound) => outbound,
+                None => crate::delivery::Outbound::new(config)
+                    .map_err(|e| RuntimeError::Invalid(e.to_string()))?,
+            };
+            crate::health::HealthChecker::new(config, outbound)
+                .map_err(|e| RuntimeError::Invalid(format!("healthChecks: {e}")))?
+                .map(|checker| Arc::new(checker.with_metrics(metrics.clone())))
+        }
+    };
     let pipeline =
         Arc::new(Pipeline::new(transform, config.targets.clone(), deliverer, metrics.clone()));
     let synchronous = config.delivery.mode == "synchronous";
@@ -332,6 +348,7 @@ async fn start(
         queue: Some(queue.clone()),
         circuits: Some(circuits),
         token_file: options.admin_token_file.clone(),
+        health_checks: health_checks.clone(),
     });
 
     if let Some(source) = config
@@ -408,6 +425,12 @@ async fn start(
         };
         let rx = shutdown.clone();
         tasks.push(tokio::spawn(async move { dispatcher.run(rx, SHUTDOWN_GRACE).await }));
+    }
+
+    if let Some(checker) = health_checks {
+        tracing::info!(checks = ?checker.check_names(), interval_ms = checker.interval().as_millis() as u64,
+            "health checks scheduled");
+        tasks.push(tokio::spawn(checker.run(shutdown.clone())));
     }
 
     // Readiness: credential files re-checked, so a Secret mounted late (or rotated) needs no

@@ -1,7 +1,8 @@
 //! The bridge from the runtime's [`Deliverer`] to the outbound module's
-//! [`Outbound::deliver`] (and to database tables, [`TargetsDeliverer`]), and from the inbound
-//! side's [`SecretLookup`] to the shared [`CredentialStore`] (files re-read when they change,
-//! so rotation needs no restart).
+//! [`Outbound::deliver`] (outboundMessage targets), to [`EmailTarget::deliver`] (email
+//! targets, SMTP) and to database tables ([`TargetsDeliverer`]), and from the inbound side's
+//! [`SecretLookup`] to the shared [`CredentialStore`] (files re-read when they change, so
+//! rotation needs no restart).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use crate::config::{RetryConfig, SecretRole, TargetConfig, TargetKind, WorkerCon
 use crate::credentials::CredentialStore;
 use crate::database::target::DatabaseTarget;
 use crate::delivery::{AttemptResult, DeliveryOutcome, Outbound};
+use crate::email::smtp::EmailTarget;
 use crate::inbound::auth::SecretLookup;
 use crate::queue::Attempt;
 use crate::status::CircuitInfo;
@@ -25,10 +27,12 @@ impl SecretLookup for CredentialStore {
     }
 }
 
-/// Delivers to OutboundMessage targets through [`Outbound`].
+/// Delivers to OutboundMessage targets through [`Outbound`] and to email targets through
+/// [`EmailTarget`].
 pub struct OutboundDeliverer {
     outbound: Outbound,
     targets: Vec<TargetConfig>,
+    email: BTreeMap<String, EmailTarget>,
 }
 
 impl OutboundDeliverer {
@@ -38,20 +42,27 @@ impl OutboundDeliverer {
     }
 }
 
-/// The deliverer of a config's outboundMessage targets. Database targets are delivered by
-/// [`TargetsDeliverer`]; email targets are refused with a clear reason: this worker build
-/// does not deliver to them.
+/// The deliverer of a config's outboundMessage and email targets. Database targets are
+/// delivered by [`TargetsDeliverer`] (see [`deliverer_for`]).
 pub fn outbound_deliverer(config: &WorkerConfig) -> Result<Arc<OutboundDeliverer>, String> {
+    let outbound = Outbound::new(config).map_err(|e| e.to_string())?;
+    let mut email = BTreeMap::new();
     for target in &config.targets {
-        if let TargetKind::Email(_) = &target.kind {
-            return Err(format!(
-                "target {:?} is an email target; this worker delivers to outboundMessage and database targets only (email targets come in a later release)",
-                target.name
-            ));
+        if let TargetKind::Email(settings) = &target.kind {
+            let egress = crate::outbound::egress::EgressPolicy::new(&config.egress)
+                .map_err(|e| e.to_string())?;
+            let sender = EmailTarget::new(
+                &target.name,
+                settings,
+                outbound.clone(),
+                Arc::new(egress),
+                config.delivery.retry.clone(),
+            )
+            .map_err(|e| format!("target {:?}: {e}", target.name))?;
+            email.insert(target.name.clone(), sender);
         }
     }
-    let outbound = Outbound::new(config).map_err(|e| e.to_string())?;
-    Ok(Arc::new(OutboundDeliverer { outbound, targets: config.targets.clone() }))
+    Ok(Arc::new(OutboundDeliverer { outbound, targets: config.targets.clone(), email }))
 }
 
 /// The deliverer of every target of a config, as a trait object.
@@ -118,6 +129,10 @@ impl Deliverer for TargetsDeliverer {
 
     fn secrets(&self) -> Option<Arc<dyn SecretLookup>> {
         self.outbound.secrets()
+    }
+
+    fn outbound(&self) -> Option<Outbound> {
+        Some(self.outbound.outbound().clone())
     }
 }
 
@@ -193,17 +208,29 @@ impl Deliverer for OutboundDeliverer {
         delivery_id: &'a str,
     ) -> DeliveryFuture<'a> {
         Box::pin(async move {
+            let text: BTreeMap<String, String> =
+                vars.iter().map(|(k, v)| (k.clone(), variable_text(v))).collect();
+            if let (TargetKind::Email(_), Some(sender)) =
+                (&target.kind, self.email.get(&target.name))
+            {
+                let outcome = sender.deliver(&text, delivery_id).await;
+                return TargetOutcome {
+                    delivered: outcome.delivered,
+                    retries: (outcome.attempts.len() as u64).saturating_sub(1),
+                    attempts: outcome.attempts,
+                    reason: outcome.reason,
+                    message: outcome.message,
+                };
+            }
             let TargetKind::OutboundMessage(call) = &target.kind else {
                 return TargetOutcome {
                     delivered: false,
                     attempts: vec![],
                     retries: 0,
                     reason: "unsupported_target".into(),
-                    message: format!("target {:?} is not an outboundMessage target", target.name),
+                    message: format!("target {:?} has no deliverer in this worker", target.name),
                 };
             };
-            let text: BTreeMap<String, String> =
-                vars.iter().map(|(k, v)| (k.clone(), variable_text(v))).collect();
             let started = Instant::now();
             let outcome = self.outbound.deliver(call, &text, delivery_id).await;
             let attempts =
@@ -247,6 +274,10 @@ impl Deliverer for OutboundDeliverer {
 
     fn secrets(&self) -> Option<Arc<dyn SecretLookup>> {
         Some(Arc::new(OutboundSecrets(self.outbound.clone())))
+    }
+
+    fn outbound(&self) -> Option<Outbound> {
+        Some(self.outbound.clone())
     }
 }
 

@@ -6,15 +6,16 @@
 //!                           ──▶ transform ──▶ targets; exit 1 when a page or a record failed
 //!  config.source = file ──▶ import::scheduled::run_file_import (staging, run report)
 //!  config.source = database ──▶ import::scheduled::run_database_pull (watermark, run report)
-//!  config.source = imap ──▶ refused with the reason (a later release)
+//!  config.source = imap ──▶ email::source::pull: actions ──▶ targets; handled mail updated,
+//!                           failed mail dead-lettered (data dir) and left for the next run;
+//!                           exit 1 when mail failed and none was handled, or IMAP failed
 //!  config.lineage ──▶ OpenLineage START before, COMPLETE or FAIL after (never fails the run)
 //! ```
 //!
 //! The exit status is what a Kubernetes Job understands (0 success, 1 failure); the caller
-//! writes the summary or the error to the termination log. IMAP pulls are not performed by
-//! this build: the run says so and fails, rather than pretending to have pulled. `link`
-//! pagination follows RFC 8288 `rel="next"` links on the endpoint's own host only, each
-//! request passing the SSRF guard like the first.
+//! writes the summary or the error to the termination log. `link` pagination follows RFC 8288
+//! `rel="next"` links on the endpoint's own host only, each request passing the SSRF guard
+//! like the first.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -25,7 +26,9 @@ use chrono::Utc;
 
 use super::delivery::{Pipeline, PipelineResult};
 use super::metrics::Metrics;
-use crate::config::{OutboundCall, RestPullConfig, SourceConfig, VariableConfig, WorkerConfig};
+use crate::config::{
+    ImapConfig, OutboundCall, RestPullConfig, SourceConfig, VariableConfig, WorkerConfig,
+};
 use crate::delivery::{DeliveryOutcome, Outbound};
 use crate::queue::{QueuedEvent, StoredRequest};
 use crate::transform::Transform;
@@ -70,7 +73,7 @@ impl RunOnceError {
 /// Run the config's call once; the summary on success. With `root`, the config and the
 /// paths it names are read below that directory (see `WorkerConfig::rebase`); `data_dir`
 /// overrides the config's data directory (where a run without cluster access keeps its
-/// watermark and run report).
+/// watermark and run report, and an IMAP pull its dead letters).
 pub async fn run_once(
     config_path: &Path,
     root: Option<&Path>,
@@ -140,10 +143,7 @@ async fn run_config(
             .await;
             finished(outcome)
         }
-        Some(source @ SourceConfig::Imap(_)) => Err(RunOnceError::Unsupported(format!(
-            "{} pulls are not implemented in this worker build; they come in a later release",
-            source.kind()
-        ))),
+        Some(SourceConfig::Imap(imap)) => pull_imap(config, imap, data_dir).await,
         Some(source) => Err(RunOnceError::Unsupported(format!(
             "a {} source receives requests; run `switchboard worker` instead of run-once",
             source.kind()
@@ -303,7 +303,7 @@ async fn pull_rest(config: &WorkerConfig, rest: &RestPullConfig) -> Result<Strin
         )));
     }
     let outbound = Outbound::new(config).map_err(|e| RunOnceError::Setup(e.to_string()))?;
-    let deliverer = super::outbound::outbound_deliverer(config).map_err(RunOnceError::Setup)?;
+    let deliverer = super::outbound::deliverer_for(config).map_err(RunOnceError::Setup)?;
     let transform = Transform::compile(
         &config.transform,
         config.targets.iter().map(|t| (t.name.as_str(), t.when.as_deref())),
@@ -443,6 +443,55 @@ async fn pull_rest(config: &WorkerConfig, rest: &RestPullConfig) -> Result<Strin
             message: crate::queue::sanitize_message(&format!("{summary}; first: {first}")),
         }),
     }
+}
+
+/// One pull of an IMAP source through the targets' deliverers.
+async fn pull_imap(
+    config: &WorkerConfig,
+    imap: &ImapConfig,
+    data_dir: &Path,
+) -> Result<String, RunOnceError> {
+    let deliverer = super::outbound::deliverer_for(config).map_err(RunOnceError::Setup)?;
+    let transform = Transform::compile(
+        &config.transform,
+        config.targets.iter().map(|t| (t.name.as_str(), t.when.as_deref())),
+    )
+    .map_err(|e| RunOnceError::Setup(e.to_string()))?;
+    let metrics = Arc::new(Metrics::for_config(config));
+    let outbound = deliverer
+        .outbound()
+        .ok_or_else(|| RunOnceError::Setup("the targets have no outbound side".into()))?;
+    let pipeline = Pipeline::new(transform, config.targets.clone(), deliverer, metrics.clone());
+    let (report, result) = crate::email::source::pull(
+        config,
+        imap,
+        &pipeline,
+        outbound.credentials(),
+        &metrics,
+        data_dir.to_path_buf(),
+    )
+    .await;
+    tracing::info!(
+        report = %serde_json::to_string(&report).unwrap_or_default(),
+        "imap pull finished"
+    );
+    let summary = report.summary();
+    if let Err(error) = result {
+        return Err(RunOnceError::Failed {
+            reason: error.category().into(),
+            message: crate::queue::sanitize_message(&format!("{error}; {summary}")),
+        });
+    }
+    if report.failed > 0 && report.handled == 0 {
+        return Err(RunOnceError::Failed {
+            reason: "emails_failed".into(),
+            message: crate::queue::sanitize_message(&format!(
+                "{summary}; first: {}",
+                report.first_failure.as_deref().unwrap_or_default()
+            )),
+        });
+    }
+    Ok(summary)
 }
 
 #[cfg(test)]

@@ -65,17 +65,8 @@ async fn source() -> (std::net::SocketAddr, Seen, Seen) {
 }
 
 fn config(addr: std::net::SocketAddr, path: &str) -> String {
-    format!(
-        r#"{head}source:
-  type: rest
-  request:
-{endpoint_items}    method: {{name: list, httpMethod: GET, path: {path}}}
-  pagination: {{type: link, param: page, pageSize: 2, maxPages: 10}}
-transform:
-  fieldMap:
-    id: body.id
-targets:
-- name: sink
+    let targets = format!(
+        r#"- name: sink
   type: outboundMessage
 {endpoint_sink}  method:
     name: post
@@ -85,9 +76,27 @@ targets:
     variables:
     - {{name: id, maxLength: 100}}
 "#,
+        endpoint_sink = endpoint_yaml("  ", "sink", &format!("http://{addr}"), 5000),
+    );
+    config_with_targets(addr, path, &targets)
+}
+
+/// A link-paginated pull of `path` into `targets` (YAML list items).
+fn config_with_targets(addr: std::net::SocketAddr, path: &str, targets: &str) -> String {
+    format!(
+        r#"{head}source:
+  type: rest
+  request:
+{endpoint_items}    method: {{name: list, httpMethod: GET, path: {path}}}
+  pagination: {{type: link, param: page, pageSize: 2, maxPages: 10}}
+transform:
+  fieldMap:
+    id: body.id
+  coalesceKeys: [id]
+targets:
+{targets}"#,
         head = config_head("items"),
         endpoint_items = endpoint_yaml("    ", "items", &format!("http://{addr}"), 5000),
-        endpoint_sink = endpoint_yaml("  ", "sink", &format!("http://{addr}"), 5000),
     )
 }
 
@@ -115,4 +124,24 @@ async fn next_links_are_followed_on_the_same_host_only() {
     let run = run_once(&config(addr, "/evil/items"), tempfile::tempdir().unwrap().path());
     assert_eq!(run.code, 1, "{}", run.message);
     assert!(run.message.contains("another host"), "{}", run.message);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linked_pages_fill_a_database_table() {
+    postgres_sql("CREATE TABLE rest_items (id text PRIMARY KEY)");
+    let (addr, _, _) = source().await;
+    let creds = tempfile::tempdir().unwrap();
+    let targets = format!(
+        "- name: table\n  type: database\n{connection}  table: rest_items\n{credentials}",
+        connection = postgres_connection_yaml("  "),
+        credentials = credentials_yaml(&credential_dir(creds.path())),
+    );
+    let data = tempfile::tempdir().unwrap();
+    let run = run_once(&config_with_targets(addr, "/api/items", &targets), data.path());
+    assert_eq!(run.code, 0, "{}\n{}", run.message, run.log);
+    assert_eq!(
+        postgres_sql("SELECT string_agg(id, ',' ORDER BY id) FROM rest_items"),
+        "p1-1,p1-2,p2-1,p2-2,p3-1,p3-2"
+    );
+    assert!(!run.log.contains(CANARY_PASSWORD) && !run.message.contains(CANARY_PASSWORD));
 }

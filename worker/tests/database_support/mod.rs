@@ -12,13 +12,13 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, SanType};
-
 // The worker process, the `switchboard` binary and the other runtime helpers are shared with
-// the runtime tests.
+// the runtime tests, and the servers' certificates come from the shared test PKI.
 #[path = "../runtime_support/mod.rs"]
 pub mod runtime_support;
 pub use runtime_support::switchboard_bin;
+#[path = "../tls_support/mod.rs"]
+mod tls_support;
 
 /// The database user's password: it must appear in no output of the worker.
 pub const CANARY_PASSWORD: &str = "canary-Pw-7f3a9c1e";
@@ -80,17 +80,9 @@ fn chown_tree(path: &Path, uid: u32, gid: u32) {
 
 /// A CA and a server certificate for 127.0.0.1 and localhost: (ca pem, cert pem, key pem).
 fn certificates() -> (String, String, String) {
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, "switchboard database test CA");
-    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
-    let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
-    leaf.distinguished_name.push(DnType::CommonName, "localhost");
-    leaf.subject_alt_names.push(SanType::DnsName("localhost".try_into().unwrap()));
-    leaf.subject_alt_names.push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
-    let key = KeyPair::generate().unwrap();
-    let cert = leaf.signed_by(&key, &ca).unwrap();
-    (ca.pem(), cert.pem(), key.serialize_pem())
+    let pki = tls_support::Pki::new();
+    let (cert, key) = pki.issue(&["localhost", "127.0.0.1"], 365);
+    (std::fs::read_to_string(pki.ca_file()).unwrap(), cert, key)
 }
 
 /// Stop `pid` (SIGINT, then SIGKILL) and remove `dir` once this test process is gone.

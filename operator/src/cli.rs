@@ -82,6 +82,13 @@ pub struct OperatorArgs {
     /// Log level (`RUST_LOG` overrides it).
     #[arg(long, env = "SWITCHBOARD_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
+    /// OpenLineage endpoint that workers send run events to (for Marquez:
+    /// `http://marquez:5000/api/v1/lineage`); none are sent without it.
+    #[arg(long, env = "SWITCHBOARD_OPENLINEAGE_URL")]
+    pub openlineage_url: Option<String>,
+    /// OpenLineage job namespace (default: each Integration's namespace).
+    #[arg(long, env = "SWITCHBOARD_OPENLINEAGE_NAMESPACE", default_value = "")]
+    pub openlineage_namespace: String,
     /// Export traces (a span per reconcile) over OTLP/HTTP to this endpoint, for example
     /// `http://otel-collector.monitoring:4318`.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
@@ -174,6 +181,10 @@ fn operator(args: OperatorArgs) -> ExitCode {
         timing: crate::controller::leader::LeaseTiming::default(),
         worker_image: args.worker_image,
         concurrency: args.concurrency,
+        lineage: args.openlineage_url.map(|url| switchboard_worker::config::LineageConfig {
+            url,
+            namespace: args.openlineage_namespace,
+        }),
         runtime: crate::controller::runtime::RuntimeSettings {
             interval: args.status_interval,
             port: args.worker_status_port,
@@ -317,7 +328,7 @@ fn to_value<T: serde::Serialize>(object: &T) -> serde_json::Value {
 
 fn render_command(args: RenderArgs) -> ExitCode {
     let (set, load_errors) = ObjectSet::load(&args.input.paths, &args.input.namespace);
-    let settings = RenderSettings { image: args.image };
+    let settings = RenderSettings { image: args.image, ..RenderSettings::default() };
     let rendered = match (render_set(&set, &settings), load_errors.is_empty()) {
         (Ok(objects), true) => Ok(objects),
         (Ok(_), false) => Err(Vec::new()),

@@ -119,6 +119,26 @@ async fn chart_lints_strictly_and_grants_no_wildcards() {
     }
 }
 
+#[test]
+fn chart_passes_the_openlineage_settings_to_the_operator() {
+    let flags = ["--openlineage-url", "--openlineage-namespace"];
+    let without = support::cluster::render_chart("{}");
+    for flag in flags {
+        assert!(!without.contains(flag), "{flag} is rendered without a value");
+    }
+    let with = support::cluster::render_chart(
+        r#"{"lineage": {"url": "http://marquez.lineage:5000/api/v1/lineage", "namespace": "acme prod"}}"#,
+    );
+    assert!(with.contains(r#"- "--openlineage-url=http://marquez.lineage:5000/api/v1/lineage""#));
+    assert!(with.contains(r#"- "--openlineage-namespace=acme prod""#));
+    // The rendered flags are the operator's own.
+    let help = support::switchboard(&["operator", "--help"]);
+    let help = String::from_utf8_lossy(&help.stdout);
+    for flag in flags {
+        assert!(help.contains(flag), "`switchboard operator` has no {flag}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn examples_reconcile_into_owned_children_and_honest_status() {
     let env = Env::start().await;

@@ -20,7 +20,10 @@ fn load(path: &str) -> ObjectSet {
 }
 
 fn settings() -> RenderSettings {
-    RenderSettings { image: "registry.example/switchboard:test".into() }
+    RenderSettings {
+        image: "registry.example/switchboard:test".into(),
+        ..RenderSettings::default()
+    }
 }
 
 fn render_named(set: &ObjectSet, namespace: &str, name: &str) -> IntegrationChildren {

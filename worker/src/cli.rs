@@ -3,7 +3,7 @@
 //! ```text
 //!  switchboard worker   --config FILE [--admin-token-file F] [--log-format json]   serve
 //!                       [--bind-address IP] [--root DIR]   (how switchboard dev runs it)
-//!  switchboard worker run-once --config FILE                                        one run (Schedule Job)
+//!  switchboard worker run-once --config FILE [--data-dir DIR]                       one run (Schedule Job)
 //!  switchboard dlq list   [--all] [--limit N]   --url http://worker:9090 --token-file F
 //!  switchboard dlq show   ID
 //!  switchboard dlq replay ID... [--by NAME]
@@ -61,7 +61,8 @@ pub struct WorkerArgs {
     /// Listen address of the admin port (default: all addresses, the config's port).
     #[arg(long, global = true)]
     pub admin_addr: Option<SocketAddr>,
-    /// Queue and dead-letter directory (default: the config's dataDir).
+    /// Queue and dead-letter directory; for `run-once` without cluster access, where the
+    /// watermark and the last run report are kept (default: the config's dataDir).
     #[arg(long, global = true)]
     pub data_dir: Option<PathBuf>,
     /// Log format.
@@ -198,7 +199,7 @@ pub async fn run_worker(args: WorkerArgs) -> ExitCode {
             let result = crate::runtime::run_once::run_once(
                 &args.config,
                 root.as_deref(),
-                args.data_dir.clone(),
+                args.data_dir.as_deref(),
             )
             .await;
             let (code, message) = match &result {

@@ -72,6 +72,21 @@ pub struct WorkerConfig {
     /// Ports and directories.
     #[serde(default)]
     pub server: ServerConfig,
+    /// Where OpenLineage run events go; none are sent without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lineage: Option<LineageConfig>,
+}
+
+/// An OpenLineage endpoint (the operator's `--openlineage-url`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LineageConfig {
+    /// URL that receives run events by `POST` (for Marquez: `http://marquez:5000/api/v1/lineage`).
+    pub url: String,
+    /// OpenLineage job namespace (the operator's `--openlineage-namespace`; the Integration's
+    /// namespace when empty).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
 }
 
 /// The object a worker runs for.
@@ -250,6 +265,10 @@ pub struct DatabaseConnectionConfig {
     pub credential: String,
     /// `disable`, `require` or `verifyFull`.
     pub tls: String,
+    /// File with a PEM CA bundle that verifies the server (`verifyFull` with a private CA),
+    /// mounted from the connection's `caSecretRef`; the public roots otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
 }
 
 /// An incremental database pull.
@@ -779,9 +798,9 @@ pub enum ConfigError {
 
 impl WorkerConfig {
     /// Moves every absolute file path of the config below `root`: credential directories,
-    /// CA files of endpoints and mail servers, and the data directory. This is for running a worker outside
-    /// its container, where the pod's mounts appear below a directory (`switchboard dev`);
-    /// paths already below `root` are kept.
+    /// CA files of endpoints, mail servers and database connections, and the data directory.
+    /// This is for running a worker outside its container, where the pod's mounts appear
+    /// below a directory (`switchboard dev`); paths already below `root` are kept.
     pub fn rebase(&mut self, root: &std::path::Path) {
         for credential in self.credentials.values_mut() {
             rebase_path(&mut credential.directory, root);
@@ -792,13 +811,18 @@ impl WorkerConfig {
             Some(SourceConfig::Rest(rest)) => calls.push(&mut rest.request),
             Some(SourceConfig::File(file)) => calls.push(&mut file.fetch),
             Some(SourceConfig::Imap(imap)) => rebase_optional_path(&mut imap.ca_file, root),
+            Some(SourceConfig::Database(pull)) => {
+                rebase_optional_path(&mut pull.connection.ca_file, root)
+            }
             _ => {}
         }
         for target in &mut self.targets {
             match &mut target.kind {
                 TargetKind::OutboundMessage(call) => calls.push(call),
                 TargetKind::Email(email) => rebase_optional_path(&mut email.smtp.ca_file, root),
-                TargetKind::Database(_) => {}
+                TargetKind::Database(database) => {
+                    rebase_optional_path(&mut database.connection.ca_file, root)
+                }
             }
         }
         if let Some(run) = &mut self.run {
@@ -1010,6 +1034,39 @@ server:
         let mut relative = "relative/path".to_string();
         rebase_path(&mut relative, root);
         assert_eq!(relative, "relative/path");
+    }
+
+    #[test]
+    fn rebasing_moves_the_ca_files_of_database_connections() {
+        let connection = |ca: &str| DatabaseConnectionConfig {
+            driver: "postgres".into(),
+            endpoint: "postgres://db:5432/app".into(),
+            credential: "db".into(),
+            tls: "verifyFull".into(),
+            ca_file: Some(ca.into()),
+        };
+        let mut config = WorkerConfig::from_yaml(CONFIG).unwrap();
+        config.source = Some(SourceConfig::Database(DatabasePullConfig {
+            connection: connection("/var/run/switchboard/ca/source/ca.crt"),
+            query: "SELECT 1".into(),
+            watermark: None,
+            batch_size: 10,
+        }));
+        config.targets[0].kind = TargetKind::Database(DatabaseTargetConfig {
+            connection: connection("/var/run/switchboard/ca/target/ca.crt"),
+            table: "t".into(),
+        });
+        config.rebase(std::path::Path::new("/tmp/pods/p/root"));
+        let Some(SourceConfig::Database(pull)) = &config.source else { panic!("a pull") };
+        assert_eq!(
+            pull.connection.ca_file.as_deref(),
+            Some("/tmp/pods/p/root/var/run/switchboard/ca/source/ca.crt")
+        );
+        let TargetKind::Database(target) = &config.targets[0].kind else { panic!("a table") };
+        assert_eq!(
+            target.connection.ca_file.as_deref(),
+            Some("/tmp/pods/p/root/var/run/switchboard/ca/target/ca.crt")
+        );
     }
 
     #[test]

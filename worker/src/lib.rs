@@ -24,16 +24,24 @@
 //!   API key, OAuth2 client credentials, mTLS, HMAC signatures);
 //! - [`email`] reads IMAP mailboxes (inbound email actions) and sends email targets over SMTP;
 //! - [`health`] runs the synthetic health checks of external endpoints behind `/status`.
+//!
+//! The data connectors of scheduled runs: [`database`] (PostgreSQL and MySQL sources with a
+//! watermark, tables as targets), [`import`] (file imports: parsing, staging, row rules,
+//! coalescing, run reports, and where watermarks and reports are kept) and [`lineage`]
+//! (OpenLineage run events).
 
 #![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod config;
 pub mod credentials;
+pub mod database;
 pub mod delivery;
 pub mod email;
 pub mod health;
+pub mod import;
 pub mod inbound;
+pub mod lineage;
 pub mod outbound;
 pub mod queue;
 pub mod runtime;

@@ -387,7 +387,7 @@ fn run_once_exits_with_a_status_a_job_understands() {
         }
     }
     assert_eq!(state.received.lock().unwrap().get("run-ok"), Some(&1));
-    // A pull source this build does not run says so.
+    // A pull whose config cannot run says why (here: its credential is not configured).
     let config = dir.path().join("db.yaml");
     std::fs::write(
         &config,
@@ -407,6 +407,6 @@ fn run_once_exits_with_a_status_a_job_understands() {
     assert!(
         std::fs::read_to_string(&termination)
             .unwrap()
-            .contains("database pulls are not implemented")
+            .contains("credential \"db\" is not configured")
     );
 }

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{
     Condition, CredentialRef, DNS_LABEL_PATTERN, DURATION_PATTERN, DataFlow, LONG_DURATION_PATTERN,
-    MethodRef, Owner, RetryPolicy, VARIABLE_NAME_PATTERN,
+    MethodRef, Owner, RetryPolicy, SecretKeyRef, VARIABLE_NAME_PATTERN,
 };
 
 /// An Integration: a governed flow from a source system, through a transform, to targets.
@@ -439,6 +439,10 @@ pub struct DatabaseConnection {
     #[serde(default = "default_tls_mode")]
     #[schemars(default = "default_tls_mode")]
     pub tls: DatabaseTls,
+    /// PEM bundle of CAs that may sign the database's certificate (a private CA), instead of
+    /// the public roots; used with `verifyFull`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretKeyRef>,
 }
 
 fn default_tls_mode() -> DatabaseTls {
@@ -1275,6 +1279,11 @@ pub struct IntegrationStatus {
     /// Report of the last import run (file, database, REST pulls).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_run: Option<RunReport>,
+    /// The watermark of a database pull: the greatest value of the watermark column among the
+    /// rows delivered so far, written by the worker after each batch; the next run starts
+    /// after it. Only moves forward.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watermark: Option<String>,
     /// Results of the synthetic health checks (`spec.healthChecks`), by name; a failing
     /// one turns `Healthy` False unless deliveries or runs fail too.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -65,6 +65,8 @@ pub struct OperatorSettings {
     pub worker_image: String,
     /// Reconciles in flight per controller.
     pub concurrency: u16,
+    /// OpenLineage endpoint rendered into worker configs.
+    pub lineage: Option<switchboard_worker::config::LineageConfig>,
     /// How the workers' runtime status is read.
     pub runtime: super::runtime::RuntimeSettings,
 }
@@ -262,7 +264,7 @@ pub async fn run(client: Client, settings: OperatorSettings) -> anyhow::Result<(
     };
     let ctx = Arc::new(Context::new(
         client.clone(),
-        RenderSettings { image: settings.worker_image.clone() },
+        RenderSettings { image: settings.worker_image.clone(), lineage: settings.lineage.clone() },
         guard,
         reporter,
         metrics.clone(),

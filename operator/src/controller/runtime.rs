@@ -693,6 +693,41 @@ mod tests {
     }
 
     #[test]
+    fn the_status_a_scheduled_worker_writes_is_read_back_whole() {
+        // The worker patches `lastRun` and `watermark` with its own types; the operator reads
+        // them with the CRD's. A field that does not parse would make the operator's status
+        // writer start from an empty status.
+        use switchboard_worker::import::report::RunReport as WorkerRunReport;
+        let started = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let mut report = WorkerRunReport::start(started);
+        report.read = 4;
+        report.created = 2;
+        report.updated = 1;
+        report.reject(3, "Work_Email is not an acme.example address");
+        report.finish(false);
+        let written = serde_json::json!({
+            "lastRun": report,
+            "watermark": "2026-01-02T03:04:05.123456Z",
+        });
+        let status: IntegrationStatus = serde_json::from_value(written).unwrap();
+        assert_eq!(status.watermark.as_deref(), Some("2026-01-02T03:04:05.123456Z"));
+        let run = status.last_run.as_ref().expect("lastRun parses");
+        assert_eq!(run.start_time.0.as_second(), 1_700_000_000);
+        assert!(run.completion_time.is_some());
+        assert_eq!(
+            (run.result.as_str(), run.read, run.created, run.updated, run.rejected),
+            ("Failed", 4, 2, 1, 1)
+        );
+        let summary = summarize(&Observed::default(), status.last_run.as_ref(), true);
+        assert_eq!((summary.healthy.status, summary.healthy.reason.as_str()), (false, "RunFailed"));
+        assert!(
+            summary.healthy.message.contains("row 3: Work_Email is not an acme.example address"),
+            "{}",
+            summary.healthy.message
+        );
+    }
+
+    #[test]
     fn counters_alone_are_written_only_when_due() {
         let observed = Observed { statuses: vec![worker(Some(100), None, 0)], unreachable: 0 };
         let summary = summarize(&observed, None, false);

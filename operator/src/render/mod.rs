@@ -60,11 +60,13 @@ pub struct References {
 pub struct RenderSettings {
     /// Image of the worker containers.
     pub image: String,
+    /// Where workers send OpenLineage run events (the operator's `--openlineage-url`).
+    pub lineage: Option<switchboard_worker::config::LineageConfig>,
 }
 
 impl Default for RenderSettings {
     fn default() -> Self {
-        RenderSettings { image: DEFAULT_IMAGE.into() }
+        RenderSettings { image: DEFAULT_IMAGE.into(), lineage: None }
     }
 }
 

@@ -52,7 +52,7 @@ pub fn render_schedule(
         problems.add(RenderErrorReason::InvalidSchedule, "spec.timeZone", message);
     }
     let (problems, inputs) = if schedule.spec.run.integration.is_some() {
-        integration_run(schedule, refs, problems)
+        integration_run(schedule, refs, settings, problems)
     } else {
         outbound_run(schedule, refs, problems)
     };
@@ -67,6 +67,7 @@ pub fn render_schedule(
 fn integration_run(
     schedule: &Schedule,
     refs: &References,
+    settings: &RenderSettings,
     mut problems: Problems,
 ) -> (Problems, Option<JobInputs>) {
     let reference =
@@ -90,7 +91,9 @@ fn integration_run(
         );
     }
     match render_worker_config(integration, refs) {
-        Ok((config, mounts)) => {
+        Ok((mut config, mounts)) => {
+            // The same config as the integration's workers (the hash must match theirs).
+            config.lineage = settings.lineage.clone();
             let worker = worker_name(reference);
             let team = schedule.spec.owner.as_ref().unwrap_or(&integration.spec.owner).team.clone();
             let inputs = JobInputs {
@@ -179,6 +182,7 @@ fn outbound_run(
         health_checks: None,
         run: Some(call),
         server: Default::default(),
+        lineage: None,
     };
     let config_map_name = child_name(&name, "schedule", 63);
     let (own, hash) = config_map(

@@ -322,6 +322,21 @@ impl<'a> Resolver<'a> {
                 "a database connection",
             )
             .unwrap_or_default();
+        let ca_file = connection.ca_secret_ref.as_ref().map(|ca| {
+            // One mount per Secret and key: a source and a target may share a CA.
+            let key = format!("db-{}-{}", ca.name, ca.key);
+            let directory = format!("{CA_MOUNT_PATH}/{key}");
+            self.mounts.certificate_authorities.insert(
+                key.clone(),
+                CaMount {
+                    secret: ca.name.clone(),
+                    key: ca.key.clone(),
+                    directory: directory.clone(),
+                    volume: child_name(&format!("ca-{key}"), "", 63),
+                },
+            );
+            format!("{directory}/ca.crt")
+        });
         DatabaseConnectionConfig {
             driver: connection.driver.as_str().into(),
             endpoint: connection.endpoint.clone(),
@@ -331,6 +346,7 @@ impl<'a> Resolver<'a> {
                 DatabaseTls::Require => "require".into(),
                 DatabaseTls::VerifyFull => "verifyFull".into(),
             },
+            ca_file,
         }
     }
 
@@ -566,6 +582,7 @@ pub fn render_worker_config(
         },
         health_checks,
         run: None,
+        lineage: None,
         server: ServerConfig {
             log_level: spec.workers.log_level.clone(),
             ..ServerConfig::default()

@@ -52,7 +52,8 @@ pub fn render_integration(
     refs: &References,
     settings: &RenderSettings,
 ) -> Result<IntegrationChildren, RenderErrors> {
-    let (config, mounts) = render_worker_config(integration, refs)?;
+    let (mut config, mounts) = render_worker_config(integration, refs)?;
+    config.lineage = settings.lineage.clone();
     let spec = &integration.spec;
     let name = integration.name_any();
     let namespace = integration.namespace();

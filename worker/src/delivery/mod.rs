@@ -217,10 +217,14 @@ pub struct Delivered {
     pub status: u16,
     /// Captured response values by capture name (JSON Pointers that matched).
     pub captures: BTreeMap<String, String>,
-    /// The response body as read (at most 1 MiB), for callers that consume responses (a
-    /// REST pull reads its records from it). Never serialized: it may hold personal data.
+    /// The response body as read (at most 1 MiB, or the limit the caller asked for), for
+    /// callers that consume responses (a REST pull reads its records from it). Never
+    /// serialized: it may hold personal data.
     #[serde(skip)]
     pub body: bytes::Bytes,
+    /// The response's `Link` header values, joined by `, ` (RFC 8288 pagination).
+    #[serde(skip)]
+    pub link: Option<String>,
 }
 
 /// The result of one attempt.
@@ -281,9 +285,12 @@ pub enum DeliveryOutcome {
         status: u16,
         /// Captured response values.
         captures: BTreeMap<String, String>,
-        /// The response body as read (at most 1 MiB); never serialized.
+        /// The response body as read (at most 1 MiB, or the caller's limit); never serialized.
         #[serde(skip)]
         body: bytes::Bytes,
+        /// The response's `Link` header values (RFC 8288), joined by `, `.
+        #[serde(skip)]
+        link: Option<String>,
         /// Attempt history.
         attempts: Vec<AttemptRecord>,
     },
@@ -485,6 +492,19 @@ impl Outbound {
         vars: &BTreeMap<String, String>,
         delivery_id: &str,
     ) -> DeliveryOutcome {
+        self.deliver_with_limit(call, vars, delivery_id, None).await
+    }
+
+    /// [`Outbound::deliver`] for callers that consume the response body (a file import):
+    /// with `Some(limit)`, a successful response is read up to `limit` bytes, and a larger one
+    /// is a permanent `invalid_response` failure rather than a truncated body.
+    pub async fn deliver_with_limit(
+        &self,
+        call: &OutboundCall,
+        vars: &BTreeMap<String, String>,
+        delivery_id: &str,
+        response_limit: Option<usize>,
+    ) -> DeliveryOutcome {
         let started = Instant::now();
         let key = idempotency_key(delivery_id);
         let policy = &call.endpoint.retry;
@@ -501,12 +521,19 @@ impl Outbound {
                     result: AttemptResult::CircuitOpen,
                     delay: None,
                 };
-                let outcome = self.attempt_prepared(call, &prepared, &key, number).await;
+                let outcome =
+                    self.attempt_prepared(call, &prepared, &key, number, response_limit).await;
                 record.result = attempt_result(&outcome);
                 match outcome {
-                    AttemptOutcome::Delivered(Delivered { status, captures, body }) => {
+                    AttemptOutcome::Delivered(Delivered { status, captures, body, link }) => {
                         attempts.push(record);
-                        break DeliveryOutcome::Delivered { status, captures, body, attempts };
+                        break DeliveryOutcome::Delivered {
+                            status,
+                            captures,
+                            body,
+                            link,
+                            attempts,
+                        };
                     }
                     AttemptOutcome::Permanent(failure) => {
                         attempts.push(record);
@@ -560,7 +587,8 @@ impl Outbound {
     ) -> AttemptOutcome {
         match prepare(call, vars) {
             Ok(prepared) => {
-                self.attempt_prepared(call, &prepared, &idempotency_key(delivery_id), attempt).await
+                self.attempt_prepared(call, &prepared, &idempotency_key(delivery_id), attempt, None)
+                    .await
             }
             Err(error) => AttemptOutcome::Permanent(request_failure(&error)),
         }
@@ -572,6 +600,7 @@ impl Outbound {
         prepared: &PreparedRequest,
         key: &str,
         number: u32,
+        response_limit: Option<usize>,
     ) -> AttemptOutcome {
         let method_labels =
             MethodLabels { endpoint: call.endpoint.name.clone(), method: call.method.name.clone() };
@@ -579,7 +608,7 @@ impl Outbound {
             self.inner.metrics.retries.get_or_create(&method_labels).inc();
         }
         let started = Instant::now();
-        let (outcome, sent) = self.run_attempt(call, prepared, key, true).await;
+        let (outcome, sent) = self.run_attempt(call, prepared, key, response_limit, true).await;
         if sent {
             self.inner
                 .metrics
@@ -624,7 +653,7 @@ impl Outbound {
     ) -> AttemptOutcome {
         match prepare(call, vars) {
             Ok(prepared) => {
-                self.run_attempt(call, &prepared, &idempotency_key(probe_id), false).await.0
+                self.run_attempt(call, &prepared, &idempotency_key(probe_id), None, false).await.0
             }
             Err(error) => AttemptOutcome::Permanent(request_failure(&error)),
         }
@@ -657,6 +686,7 @@ impl Outbound {
         call: &OutboundCall,
         prepared: &PreparedRequest,
         key: &str,
+        response_limit: Option<usize>,
         breaker: bool,
     ) -> (AttemptOutcome, bool) {
         let endpoint = &call.endpoint;
@@ -742,14 +772,18 @@ impl Outbound {
                     return (AttemptOutcome::Permanent(failure), false);
                 }
             };
-            let outcome =
-                match tokio::time::timeout(timeout, send(&client, request, call, &redact)).await {
-                    Ok(outcome) => outcome,
-                    Err(_) => AttemptOutcome::Retryable(AttemptFailure::new(
-                        FailureKind::Timeout,
-                        format!("no complete response within {} ms", timeout.as_millis()),
-                    )),
-                };
+            let outcome = match tokio::time::timeout(
+                timeout,
+                send(&client, request, call, &redact, response_limit),
+            )
+            .await
+            {
+                Ok(outcome) => outcome,
+                Err(_) => AttemptOutcome::Retryable(AttemptFailure::new(
+                    FailureKind::Timeout,
+                    format!("no complete response within {} ms", timeout.as_millis()),
+                )),
+            };
             // A 401 with an OAuth2 token: drop exactly that token and try once more with a
             // fresh one (C1). Other credentials cannot get better by themselves.
             if let (AttemptOutcome::Permanent(failure), Some(Authorization::Token(token)), false) =
@@ -971,9 +1005,10 @@ async fn send(
     request: reqwest::Request,
     call: &OutboundCall,
     redact: &[String],
+    response_limit: Option<usize>,
 ) -> AttemptOutcome {
     match client.execute(request).await {
-        Ok(response) => classify_response(response, call, redact).await,
+        Ok(response) => classify_response(response, call, redact, response_limit).await,
         Err(error) => classify_transport(&error),
     }
 }
@@ -1020,6 +1055,7 @@ async fn classify_response(
     response: reqwest::Response,
     call: &OutboundCall,
     redact: &[String],
+    response_limit: Option<usize>,
 ) -> AttemptOutcome {
     let status = response.status().as_u16();
     let method = &call.method;
@@ -1039,12 +1075,21 @@ async fn classify_response(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| url::Url::parse(v).ok())
         .and_then(|u| u.host_str().map(str::to_string));
+    let link = {
+        let values: Vec<&str> = response
+            .headers()
+            .get_all(reqwest::header::LINK)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        (!values.is_empty()).then(|| values.join(", "))
+    };
     let is_soap = call.endpoint.protocol == "soap";
     let limits = XmlLimits::default();
     let limit = if is_soap {
         limits.max_bytes + 1
     } else if expected {
-        CAPTURE_BODY_BYTES
+        response_limit.map(|l| l.saturating_add(1)).unwrap_or(CAPTURE_BODY_BYTES)
     } else {
         ERROR_BODY_BYTES
     };
@@ -1093,10 +1138,20 @@ async fn classify_response(
         }
     }
     if expected {
+        if let Some(max) = response_limit.filter(|max| body.len() > *max && !is_soap) {
+            return AttemptOutcome::Permanent(AttemptFailure {
+                excerpt: None,
+                ..failure(
+                    FailureKind::InvalidResponse,
+                    format!("response body larger than the limit of {max} bytes"),
+                )
+            });
+        }
         return AttemptOutcome::Delivered(Delivered {
             status,
             captures: captures(method, &body, redact),
             body: bytes::Bytes::from(body),
+            link,
         });
     }
     if (300..400).contains(&status) {

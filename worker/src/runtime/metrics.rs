@@ -22,6 +22,9 @@
 //! | `switchboard_worker_request_duration_seconds` | route | inbound request handling |
 //! | `switchboard_worker_delivery_duration_seconds` | target | one delivery, retries included |
 //! | `switchboard_worker_event_latency_seconds` | | acceptance to last target delivered |
+//! | `switchboard_worker_rows_total` | result (`read`, `created`, `updated`, `rejected`) | rows of pulls, imports and database targets |
+//! | `switchboard_worker_watermark_timestamp` | | a database pull's watermark, when it is a timestamp (seconds since the epoch) |
+//! | `switchboard_worker_lineage_errors_total` | | OpenLineage events not accepted |
 //! | `switchboard_worker_emails_total` | result | inbound emails: `handled`, `unmatched`, `failed` |
 //! | `switchboard_worker_health_check` | check | 1 when a synthetic health check passes, else 0 |
 //! | `switchboard_worker_certificate_expiry_timestamp_seconds` | check | `notAfter` of a checked certificate |
@@ -72,7 +75,7 @@ pub struct FailureLabels {
 /// `result` label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
-    /// Outcome.
+    /// Outcome (of an inbound email, or of a row).
     pub result: String,
 }
 
@@ -130,6 +133,12 @@ pub struct Metrics {
     pub delivery_duration: Family<TargetLabels, Histogram, fn() -> Histogram>,
     /// Acceptance to delivery.
     pub event_latency: Histogram,
+    /// Rows by result.
+    pub rows: Family<ResultLabels, Counter>,
+    /// A timestamp watermark, in seconds since the epoch.
+    pub watermark_timestamp: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// OpenLineage events not accepted.
+    pub lineage_errors: Counter,
     /// Inbound emails by result.
     pub emails: Family<ResultLabels, Counter>,
     /// Health checks: 1 passing, 0 failing.
@@ -179,6 +188,9 @@ impl Metrics {
             request_duration: Family::new_with_constructor(latency_histogram),
             delivery_duration: Family::new_with_constructor(latency_histogram),
             event_latency: latency_histogram(),
+            rows: Family::default(),
+            watermark_timestamp: Gauge::default(),
+            lineage_errors: Counter::default(),
             emails: Family::default(),
             health_check: Family::default(),
             certificate_expiry: Family::default(),
@@ -237,6 +249,21 @@ impl Metrics {
             m.event_latency.clone(),
         );
         registry.register(
+            "rows",
+            "Rows of pulls, imports and database targets: read, created, updated, rejected",
+            m.rows.clone(),
+        );
+        registry.register(
+            "watermark_timestamp",
+            "The database pull's watermark when it is a timestamp, in seconds since the epoch",
+            m.watermark_timestamp.clone(),
+        );
+        registry.register(
+            "lineage_errors",
+            "OpenLineage run events the lineage endpoint did not accept",
+            m.lineage_errors.clone(),
+        );
+        registry.register(
             "emails",
             "Inbound emails by result: handled, unmatched (left unread), failed (left for the next run)",
             m.emails.clone(),
@@ -252,6 +279,18 @@ impl Metrics {
             m.certificate_expiry.clone(),
         );
         Metrics { registry: root, ..m }
+    }
+
+    /// Count `n` rows with `result`.
+    pub fn count_rows(&self, result: &str, n: u64) {
+        if n > 0 {
+            self.rows.get_or_create(&ResultLabels { result: result.into() }).inc_by(n);
+        }
+    }
+
+    /// Record a timestamp watermark.
+    pub fn set_watermark_timestamp(&self, seconds: f64) {
+        self.watermark_timestamp.set(seconds);
     }
 
     /// The registry, to add metrics of other modules before serving.

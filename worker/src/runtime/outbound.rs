@@ -1,7 +1,8 @@
 //! The bridge from the runtime's [`Deliverer`] to the outbound module's
-//! [`Outbound::deliver`] (outboundMessage targets) and to [`EmailTarget::deliver`] (email
-//! targets, SMTP), and from the inbound side's [`SecretLookup`] to the shared
-//! [`CredentialStore`] (files re-read when they change, so rotation needs no restart).
+//! [`Outbound::deliver`] (outboundMessage targets), to [`EmailTarget::deliver`] (email
+//! targets, SMTP) and to database tables ([`TargetsDeliverer`]), and from the inbound side's
+//! [`SecretLookup`] to the shared [`CredentialStore`] (files re-read when they change, so
+//! rotation needs no restart).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,8 +11,9 @@ use std::time::Instant;
 use secrecy::SecretSlice;
 
 use super::delivery::{Deliverer, DeliveryFuture, TargetOutcome};
-use crate::config::{SecretRole, TargetConfig, TargetKind, WorkerConfig};
+use crate::config::{RetryConfig, SecretRole, TargetConfig, TargetKind, WorkerConfig};
 use crate::credentials::CredentialStore;
+use crate::database::target::DatabaseTarget;
 use crate::delivery::{AttemptResult, DeliveryOutcome, Outbound};
 use crate::email::smtp::EmailTarget;
 use crate::inbound::auth::SecretLookup;
@@ -40,17 +42,9 @@ impl OutboundDeliverer {
     }
 }
 
-/// The deliverer for a config. Database targets are refused with a clear reason: this
-/// worker build does not deliver to them.
+/// The deliverer of a config's outboundMessage and email targets. Database targets are
+/// delivered by [`TargetsDeliverer`] (see [`deliverer_for`]).
 pub fn outbound_deliverer(config: &WorkerConfig) -> Result<Arc<OutboundDeliverer>, String> {
-    for target in &config.targets {
-        if let TargetKind::Database(_) = &target.kind {
-            return Err(format!(
-                "target {:?} is a database target; this worker delivers to outboundMessage and email targets only (database targets come in a later release)",
-                target.name
-            ));
-        }
-    }
     let outbound = Outbound::new(config).map_err(|e| e.to_string())?;
     let mut email = BTreeMap::new();
     for target in &config.targets {
@@ -71,9 +65,75 @@ pub fn outbound_deliverer(config: &WorkerConfig) -> Result<Arc<OutboundDeliverer
     Ok(Arc::new(OutboundDeliverer { outbound, targets: config.targets.clone(), email }))
 }
 
-/// [`outbound_deliverer`] as a trait object.
+/// The deliverer of every target of a config, as a trait object.
 pub fn deliverer_for(config: &WorkerConfig) -> Result<Arc<dyn Deliverer>, String> {
-    Ok(outbound_deliverer(config)? as Arc<dyn Deliverer>)
+    let outbound = outbound_deliverer(config)?;
+    let databases = crate::import::database_targets(config).map_err(|e| e.to_string())?;
+    if databases.is_empty() {
+        return Ok(outbound as Arc<dyn Deliverer>);
+    }
+    Ok(Arc::new(TargetsDeliverer { outbound, databases, retry: config.delivery.retry.clone() }))
+}
+
+/// Delivers to database tables itself and to every other target through the
+/// [`OutboundDeliverer`].
+pub struct TargetsDeliverer {
+    outbound: Arc<OutboundDeliverer>,
+    databases: BTreeMap<String, Arc<DatabaseTarget>>,
+    retry: RetryConfig,
+}
+
+impl Deliverer for TargetsDeliverer {
+    fn deliver<'a>(
+        &'a self,
+        target: &'a TargetConfig,
+        vars: &'a Variables,
+        delivery_id: &'a str,
+    ) -> DeliveryFuture<'a> {
+        let Some(table) = self.databases.get(&target.name) else {
+            return self.outbound.deliver(target, vars, delivery_id);
+        };
+        Box::pin(async move {
+            let at = chrono::Utc::now();
+            let started = Instant::now();
+            let (result, attempts) = table.write_with_retry(vars, &self.retry).await;
+            let (reason, message) = match &result {
+                Ok(_) => (String::new(), String::new()),
+                Err(e) if e.is_retryable() => ("retries_exhausted".to_string(), e.to_string()),
+                Err(e) => (e.category().to_string(), e.to_string()),
+            };
+            TargetOutcome {
+                delivered: result.is_ok(),
+                attempts: vec![Attempt {
+                    target: target.name.clone(),
+                    at,
+                    status: None,
+                    reason: if result.is_ok() { "delivered".into() } else { reason.clone() },
+                    message: message.clone(),
+                    duration_ms: started.elapsed().as_millis() as u64,
+                }],
+                retries: u64::from(attempts.saturating_sub(1)),
+                reason,
+                message,
+            }
+        })
+    }
+
+    fn circuits(&self) -> Vec<CircuitInfo> {
+        self.outbound.circuits()
+    }
+
+    fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        self.outbound.register_metrics(registry);
+    }
+
+    fn secrets(&self) -> Option<Arc<dyn SecretLookup>> {
+        self.outbound.secrets()
+    }
+
+    fn outbound(&self) -> Option<Outbound> {
+        Some(self.outbound.outbound().clone())
+    }
 }
 
 /// Attempt records of the outbound module as stored in events and dead letters.

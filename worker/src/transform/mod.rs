@@ -206,8 +206,23 @@ impl Expression {
 }
 
 thread_local! {
-    /// CEL's standard library, built once per thread.
-    static BASE_CONTEXT: Context<'static> = Context::default();
+    /// CEL's standard library, built once per thread, with the case functions of the
+    /// Kubernetes CEL strings library (`lowerAscii`, `upperAscii`, `trim`) that integration
+    /// authors write in field maps and row rules.
+    static BASE_CONTEXT: Context<'static> = {
+        use cel::extractors::This;
+        let mut context = Context::default();
+        context.add_function("lowerAscii", |This(s): This<Arc<String>>| -> Arc<String> {
+            Arc::new(s.to_ascii_lowercase())
+        });
+        context.add_function("upperAscii", |This(s): This<Arc<String>>| -> Arc<String> {
+            Arc::new(s.to_ascii_uppercase())
+        });
+        context.add_function("trim", |This(s): This<Arc<String>>| -> Arc<String> {
+            Arc::new(s.trim().to_string())
+        });
+        context
+    };
 }
 
 /// Count AST nodes and the deepest nesting of comprehensions.
@@ -538,6 +553,23 @@ mod tests {
         // A linear expression over the same input is fine.
         let linear = Expression::compile("filter", "body.a.exists(x, x == 19999)").unwrap();
         assert!(linear.evaluate_bool(&large).unwrap());
+    }
+
+    #[test]
+    fn kubernetes_string_functions_are_available() {
+        let t = transform(
+            None,
+            &[
+                ("lower", "body.e.lowerAscii()"),
+                ("upper", "body.e.upperAscii()"),
+                ("t", "body.p.trim()"),
+            ],
+        );
+        let (i, b) = input(json!({"e": "Ada@ACME.example", "p": "  x "}));
+        let Outcome::Mapped(vars) = t.apply(&i, &b).unwrap() else { panic!() };
+        assert_eq!(vars["lower"], json!("ada@acme.example"));
+        assert_eq!(vars["upper"], json!("ADA@ACME.EXAMPLE"));
+        assert_eq!(vars["t"], json!("x"));
     }
 
     #[test]

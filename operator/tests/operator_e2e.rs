@@ -141,7 +141,7 @@ fn chart_passes_the_openlineage_settings_to_the_operator() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn examples_reconcile_into_owned_children_and_honest_status() {
-    let env = Env::start().await;
+    let env = Env::start_with_workers().await;
     let operator = env.operator("operator-0", false);
     apply_examples(&env).await;
     let client = env.admin.clone();
@@ -251,6 +251,42 @@ async fn examples_reconcile_into_owned_children_and_honest_status() {
         "http://monitoring-incident.acme-integrations.svc/alerts"
     );
     assert_eq!(integration["sourceKind"], "webhook");
+
+    // The workers run (as local processes) and become Ready, and so do the Integrations.
+    let integrations: Api<Integration> = Api::namespaced(client.clone(), NS);
+    let all = [
+        "change-approval",
+        "crm-account-sync",
+        "hr-employee-import",
+        "monitoring-incident",
+        "order-invoicing",
+        "vendor-email-intake",
+    ];
+    let ready = |i: &Integration| {
+        i.status.as_ref().is_some_and(|s| {
+            s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+                && s.workers.as_ref().is_some_and(|w| w.ready == w.desired && w.desired > 0)
+        })
+    };
+    let started = std::time::Instant::now();
+    loop {
+        let list = integrations.list(&ListParams::default()).await.unwrap();
+        let not_ready: Vec<String> = list
+            .items
+            .iter()
+            .filter(|i| !ready(i))
+            .map(|i| format!("{}: {:?}", i.name_any(), i.status.as_ref().map(|s| &s.conditions)))
+            .collect();
+        if list.items.len() == all.len() && not_ready.is_empty() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "not Ready with their workers after 120 s:\n{}",
+            not_ready.join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 
     // kubectl shows the printer columns.
     let table = env.kubectl_ok(&["get", "integrations", "-n", NS]);

@@ -325,6 +325,9 @@ async fn a_missing_credential_is_named_and_recovery_follows_its_creation() {
         "-f",
         "examples/05-servicenow.yaml",
         "-f",
+        // The alert route's SMTP Credential lives here.
+        "examples/20-hr-employee-import.yaml",
+        "-f",
         "examples/60-vendor-email-intake.yaml",
     ]);
     // Take away the mailbox credential: the Integration says which one is missing.
@@ -359,8 +362,13 @@ async fn a_missing_credential_is_named_and_recovery_follows_its_creation() {
     )
     .await;
     println!("recovered {:?} after the Credential was created", started.elapsed());
-    let deployments: Api<Deployment> = Api::namespaced(client, NS);
-    assert!(deployments.get_opt("vendor-email-intake-worker").await.unwrap().is_some());
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), NS);
+    let deployment = deployments.get_opt("vendor-email-intake-worker").await.unwrap();
+    assert!(
+        deployment.is_some(),
+        "{:?}",
+        status_of::<Integration>(&client, "vendor-email-intake").await
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -72,7 +72,7 @@ async fn reconcile_inner(object: &Unchecked<Integration>, ctx: &Context) -> Resu
 
     // Fetch: the referenced objects, from the caches.
     let refs = resolve(ctx, &namespace, &references);
-    let credentials_ready = credentials_condition(&refs);
+    let credentials_ready = credentials_condition(&references, &refs);
 
     // Validate and build.
     let children = match render::render_integration(&integration, &refs, &ctx.settings) {
@@ -188,8 +188,15 @@ pub fn resolve(ctx: &Context, namespace: &str, references: &BTreeSet<Key>) -> Re
 }
 
 /// `CredentialsReady`: every referenced Credential exists and is Ready.
-fn credentials_condition(refs: &References) -> Desired {
-    let mut wanted: BTreeSet<String> = refs.credentials.keys().cloned().collect();
+/// `CredentialsReady`: every Credential the Integration names (directly, or through its
+/// OutboundMessages) exists and is Ready.
+fn credentials_condition(references: &BTreeSet<Key>, refs: &References) -> Desired {
+    let mut wanted: BTreeSet<String> = references
+        .iter()
+        .filter(|k| k.kind == "Credential")
+        .map(|k| k.name.clone())
+        .chain(refs.credentials.keys().cloned())
+        .collect();
     for message in refs.outbound_messages.values() {
         wanted
             .extend(super::index::outbound_message_references(message).into_iter().map(|k| k.name));
@@ -436,4 +443,37 @@ fn credential_use(name: &str, config: &switchboard_worker::config::WorkerConfig)
         }
     }
     if uses.is_empty() { "health checks".into() } else { uses.join(", ") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ready_credential(name: &str) -> crate::api::Credential {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "switchboard.dev/v1alpha1", "kind": "Credential",
+            "metadata": {"name": name, "namespace": "ns"},
+            "spec": {"type": "bearer", "secretRef": {"name": name}},
+            "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "Valid",
+                "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}]},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_named_credential_missing_from_the_cache_is_not_ready() {
+        let references: BTreeSet<Key> =
+            ["mailbox", "ticketing"].iter().map(|n| Key::new("Credential", "ns", n)).collect();
+        let mut refs = References::default();
+        refs.credentials.insert("ticketing".into(), ready_credential("ticketing"));
+        let missing = credentials_condition(&references, &refs);
+        assert!(!missing.status);
+        assert_eq!(missing.reason, "CredentialNotFound");
+        assert!(missing.message.contains("mailbox"), "{}", missing.message);
+
+        refs.credentials.insert("mailbox".into(), ready_credential("mailbox"));
+        let ready = credentials_condition(&references, &refs);
+        assert!(ready.status, "{ready:?}");
+        assert_eq!(ready.message, "2 credential(s) ready");
+    }
 }

@@ -205,15 +205,22 @@ async fn examples_reconcile_into_owned_children_and_honest_status() {
         assert!(status["lastRotated"].is_string());
         assert_eq!(status["conditions"][0]["observedGeneration"], 1);
     }
-    let servicenow = status_of::<Credential>(&client, "servicenow-oauth").await.unwrap();
-    let consumers: Vec<&str> = servicenow["consumers"]
-        .as_array()
-        .map(|c| c.iter().filter_map(|c| c["name"].as_str()).collect())
-        .unwrap_or_default();
-    assert!(
-        consumers.contains(&"servicenow-table") && consumers.contains(&"monitoring-incident"),
-        "{servicenow}"
-    );
+    // Consumers follow the index, which fills as Integrations are reconciled.
+    eventually("servicenow-oauth's consumers", WAIT, || {
+        let client = client.clone();
+        async move {
+            let servicenow = status_of::<Credential>(&client, "servicenow-oauth").await?;
+            let consumers: Vec<String> = servicenow["consumers"]
+                .as_array()?
+                .iter()
+                .filter_map(|c| c["name"].as_str().map(str::to_string))
+                .collect();
+            (consumers.iter().any(|c| c == "servicenow-table")
+                && consumers.iter().any(|c| c == "monitoring-incident"))
+            .then_some(())
+        }
+    })
+    .await;
     let billing = status_of::<Credential>(&client, "billing-client-cert").await.unwrap();
     assert!(billing["certificateNotAfter"].is_string(), "{billing}");
     let message = eventually("OutboundMessage legacy-billing Ready", WAIT, || {

@@ -214,6 +214,25 @@ async fn post_invoice(http: &reqwest::Client, url: &str, number: usize) -> Optio
     Some(response.status().as_u16())
 }
 
+/// Post invoices until one is delivered and the Integration reads `Healthy=True`.
+async fn deliver_until_healthy(
+    http: &reqwest::Client,
+    inbound: &str,
+    client: &kube::Client,
+    number: &mut usize,
+) {
+    eventually("an invoice delivered and Healthy=True", WAIT, || {
+        *number += 1;
+        let number = *number;
+        async move {
+            post_invoice(http, inbound, number).await.filter(|s| *s == 200)?;
+            let status = status(client).await?;
+            (condition(&status, "Healthy")?.0 == "True").then_some(())
+        }
+    })
+    .await;
+}
+
 /// Alertmanager's alerts for the integration (active or not yet garbage-collected).
 async fn alertmanager_alerts(port: u16) -> Vec<Value> {
     let url = format!("http://127.0.0.1:{port}/api/v2/alerts?filter=integration%3D%22{NAME}%22");
@@ -302,16 +321,7 @@ async fn a_stopped_target_alerts_its_owner_once_everywhere_and_its_return_resolv
     // Business as usual: an invoice reaches the billing system, the integration is healthy.
     let http = reqwest::Client::new();
     let mut number = 0;
-    eventually("an invoice delivered and Healthy=True", WAIT, || {
-        number += 1;
-        let (http, inbound, client, number) = (&http, &inbound, &client, number);
-        async move {
-            post_invoice(http, inbound, number).await.filter(|s| *s == 200)?;
-            let status = status(client).await?;
-            (condition(&status, "Healthy")?.0 == "True").then_some(())
-        }
-    })
-    .await;
+    deliver_until_healthy(&http, &inbound, &client, &mut number).await;
     assert!(!sink.records().is_empty(), "the billing system got the invoice");
 
     // The billing system goes down; invoices keep coming (and are refused, not lost silently).
@@ -388,16 +398,7 @@ async fn a_stopped_target_alerts_its_owner_once_everywhere_and_its_return_resolv
 
     // The billing system comes back: the next invoice goes through and everything resolves.
     billing.start().await;
-    eventually("an invoice delivered and Healthy=True again", WAIT, || {
-        number += 1;
-        let (http, inbound, client, number) = (&http, &inbound, &client, number);
-        async move {
-            post_invoice(http, inbound, number).await.filter(|s| *s == 200)?;
-            let status = status(client).await?;
-            (condition(&status, "Healthy")?.0 == "True").then_some(())
-        }
-    })
-    .await;
+    deliver_until_healthy(&http, &inbound, &client, &mut number).await;
     eventually("every receiver told of the resolve", WAIT, || async {
         (notifications(&hook, "resolved").len() == 1
             && pagerduty.received().len() == 2

@@ -261,14 +261,7 @@ async fn examples_reconcile_into_owned_children_and_honest_status() {
 
     // The workers run (as local processes) and become Ready, and so do the Integrations.
     let integrations: Api<Integration> = Api::namespaced(client.clone(), NS);
-    let all = [
-        "change-approval",
-        "crm-account-sync",
-        "hr-employee-import",
-        "monitoring-incident",
-        "order-invoicing",
-        "vendor-email-intake",
-    ];
+    let all = support::EXAMPLE_INTEGRATIONS;
     let ready = |i: &Integration| {
         i.status.as_ref().is_some_and(|s| {
             s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")

@@ -828,7 +828,8 @@ pub struct Delivery {
     #[serde(default = "default_delivery_mode")]
     #[schemars(default = "default_delivery_mode")]
     pub mode: DeliveryMode,
-    /// Retries of each delivery, on top of a target's own policy.
+    /// Retries of deliveries to database and email targets, which have no policy of their
+    /// own. Outbound-message targets retry as their OutboundMessage's `spec.retry` says.
     #[serde(default)]
     #[schemars(default)]
     pub retry: RetryPolicy,

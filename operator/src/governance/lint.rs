@@ -140,6 +140,11 @@ pub const RULES: &[(&str, Severity, &str)] = &[
         "an Integration with a pull source has no Schedule that runs it",
     ),
     ("credential-owner", Severity::Warning, "a Credential has no owner to answer for its rotation"),
+    (
+        "unused-delivery-retry",
+        Severity::Warning,
+        "spec.delivery.retry is set, but no target is a database or email target it applies to",
+    ),
 ];
 
 /// Annotation on a Secret recording when its content was last rotated (RFC 3339). Without it,
@@ -688,6 +693,18 @@ fn check_integrations(set: &ObjectSet, findings: &mut Findings) {
             findings.add("no-alert-route", origin, Some(id.clone()), Some("spec.alerting.routes".into()),
                 format!("no alert route: when this integration fails, only a namespace or cluster default route (if any) hears of it; add a route to team {}'s on-call", spec.owner.team));
         }
+        let retried = spec.targets.iter().any(|t| t.database.is_some() || t.email.is_some());
+        if !retried && spec.delivery.retry != crate::api::RetryPolicy::default() {
+            findings.add(
+                "unused-delivery-retry",
+                origin,
+                Some(id.clone()),
+                Some("spec.delivery.retry".into()),
+                "spec.delivery.retry applies to database and email targets only; outbound-message \
+                 targets retry as their OutboundMessage's spec.retry says, so this setting changes nothing"
+                    .into(),
+            );
+        }
         let pull = !spec.source.is_inbound();
         if pull && !scheduled.contains(&(integration.namespace(), integration.name_any())) {
             findings.add(
@@ -866,5 +883,17 @@ spec:
         let findings = lint_text(&yaml, "2026-01-02T00:00:00Z");
         assert_eq!(rules(&findings), vec!["no-alert-route", "unscheduled-pull"]);
         assert!(findings.iter().all(|f| f.severity == Severity::Warning));
+
+        // A retry policy the only (outbound-message) target ignores is called out.
+        let retry = yaml.replace(
+            "  targets: [{name: t, outboundMessage: {name: api, method: list}}]",
+            "  targets: [{name: t, outboundMessage: {name: api, method: list}}]\n  delivery: {retry: {maxAttempts: 9}}",
+        );
+        assert_ne!(retry, yaml);
+        let findings = lint_text(&retry, "2026-01-02T00:00:00Z");
+        assert_eq!(
+            rules(&findings),
+            vec!["no-alert-route", "unused-delivery-retry", "unscheduled-pull"]
+        );
     }
 }

@@ -531,6 +531,8 @@ where
     let (reader, writer) = kube::runtime::reflector::store();
     let stream = watcher(Api::<Unchecked<K>>::all(client.clone()), config.clone())
         .backoff(QuickBackoff::default())
+        // Nothing reads managedFields; cached, they would cost as much as the objects.
+        .modify(|object| object.meta_mut().managed_fields = None)
         .reflect(writer)
         .applied_objects()
         .filter(|item| {

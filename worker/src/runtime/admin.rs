@@ -201,7 +201,9 @@ fn check_token(s: &AdminState, headers: &HeaderMap) -> Result<(), Denied> {
     Ok(())
 }
 
-fn queue_or_unavailable(s: &AdminState) -> Result<&Queue, Denied> {
+/// The dead-letter store, for a request that carries the admin token.
+fn authorized_queue<'a>(s: &'a AdminState, headers: &HeaderMap) -> Result<&'a Queue, Denied> {
+    check_token(s, headers)?;
     s.queue.as_ref().ok_or_else(|| {
         Denied(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -231,10 +233,7 @@ async fn list_dead_letters(
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Response {
-    if let Err(r) = check_token(&s, &headers) {
-        return r.into_response();
-    }
-    let queue = match queue_or_unavailable(&s) {
+    let queue = match authorized_queue(&s, &headers) {
         Ok(q) => q,
         Err(r) => return r.into_response(),
     };
@@ -250,10 +249,7 @@ async fn show_dead_letter(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(r) = check_token(&s, &headers) {
-        return r.into_response();
-    }
-    let queue = match queue_or_unavailable(&s) {
+    let queue = match authorized_queue(&s, &headers) {
         Ok(q) => q,
         Err(r) => return r.into_response(),
     };
@@ -289,10 +285,7 @@ async fn replay_dead_letter(
     Path(id): Path<String>,
     body: Option<axum::Json<ReplayRequest>>,
 ) -> Response {
-    if let Err(r) = check_token(&s, &headers) {
-        return r.into_response();
-    }
-    let queue = match queue_or_unavailable(&s) {
+    let queue = match authorized_queue(&s, &headers) {
         Ok(q) => q,
         Err(r) => return r.into_response(),
     };

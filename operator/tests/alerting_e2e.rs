@@ -28,7 +28,6 @@ use base64::Engine as _;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams};
-use serde::Deserialize;
 use serde_json::{Value, json};
 use support::cluster::{Env, eventually};
 use switchboard::api::Integration;
@@ -86,20 +85,13 @@ impl Switch {
     }
 }
 
-/// Every document of the given example files.
+/// The objects of the given example files, in the order `switchboard dev` applies them.
 fn example_objects(files: &[&str]) -> Vec<Value> {
-    let mut objects = Vec::new();
-    for file in files {
-        let text =
-            std::fs::read_to_string(support::workspace().join("examples").join(file)).unwrap();
-        for document in yaml_serde::Deserializer::from_str(&text) {
-            let value = Value::deserialize(document).unwrap();
-            if !value.is_null() {
-                objects.push(value);
-            }
-        }
-    }
-    objects
+    let paths: Vec<_> =
+        files.iter().map(|f| support::workspace().join("examples").join(f)).collect();
+    let (set, errors) = switchboard::manifest::ObjectSet::load(&paths, "default");
+    assert!(errors.is_empty(), "{errors:?}");
+    switchboard::dev::ordered(&set)
 }
 
 /// Every secret value in `objects` (Secrets' `stringData` and decoded `data`).

@@ -23,6 +23,8 @@ mod live;
 pub mod rbac;
 pub mod sink;
 
+pub use apply::ordered;
+
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;

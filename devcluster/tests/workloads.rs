@@ -478,10 +478,16 @@ async fn a_failing_liveness_probe_restarts_the_container() {
     })
     .await;
     assert!(restarted.last_state.unwrap().terminated.unwrap().exit_code != 0);
-    let previous =
-        kubectl(&cluster.kubeconfig_path(), &["-n", "probe", "logs", "sick", "--previous"]);
-    assert!(previous.status.success(), "{}", String::from_utf8_lossy(&previous.stderr));
-    assert!(String::from_utf8_lossy(&previous.stdout).contains("listening on"));
+    // The container keeps failing and restarting; a restart can begin between two reads, so
+    // the previous run's output is awaited rather than read once.
+    let kubeconfig = cluster.kubeconfig_path();
+    wait_for("the previous run's output in logs --previous", || async {
+        let previous = kubectl(&kubeconfig, &["-n", "probe", "logs", "sick", "--previous"]);
+        (previous.status.success()
+            && String::from_utf8_lossy(&previous.stdout).contains("listening on"))
+        .then_some(())
+    })
+    .await;
     let events =
         kubectl(&cluster.kubeconfig_path(), &["-n", "probe", "get", "events", "-o", "json"]);
     let events: Value = serde_json::from_slice(&events.stdout).unwrap();

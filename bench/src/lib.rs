@@ -258,24 +258,62 @@ fn proc_status_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Watch Integrations; call `seen` with (name, Ready, Healthy) on every change.
-pub async fn watch_conditions(
-    client: Client,
-    mut seen: impl FnMut(&str, Option<String>, Option<String>) + Send,
-) {
+/// Ready and Healthy of one Integration as a watch last saw them.
+#[derive(Clone, Debug, Default)]
+pub struct Observed {
+    /// Ready's status ("True", "False", "Unknown"), if set.
+    pub ready: Option<String>,
+    /// Ready's reason, if set.
+    pub ready_reason: Option<String>,
+    /// Healthy's status, if set.
+    pub healthy: Option<String>,
+}
+
+/// Watch Integrations; call `seen` with the name and its conditions on every change.
+pub async fn watch_conditions(client: Client, mut seen: impl FnMut(&str, Observed) + Send) {
     let api: Api<switchboard::api::Integration> = Api::namespaced(client, NS);
     let stream = watcher(api, watcher::Config::default()).default_backoff();
     futures::pin_mut!(stream);
     while let Some(event) = stream.next().await {
         let Ok(watcher::Event::Apply(i) | watcher::Event::InitApply(i)) = event else { continue };
-        let status = |type_: &str| {
-            i.status
-                .as_ref()
-                .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
-                .map(|c| c.status.clone())
+        let condition = |type_: &str| {
+            i.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == type_)).cloned()
         };
-        seen(&i.name_any(), status("Ready"), status("Healthy"));
+        let ready = condition("Ready");
+        seen(
+            &i.name_any(),
+            Observed {
+                ready: ready.as_ref().map(|c| c.status.clone()),
+                ready_reason: ready.map(|c| c.reason),
+                healthy: condition("Healthy").map(|c| c.status),
+            },
+        );
     }
+}
+
+/// One progress line: how many are Ready, and the reasons of the others by count.
+pub fn progress_line(
+    elapsed: Duration,
+    observed: &std::collections::HashMap<String, Observed>,
+    total: usize,
+) -> String {
+    let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+    let mut ready = 0;
+    for o in observed.values() {
+        if o.ready.as_deref() == Some("True") {
+            ready += 1;
+        } else {
+            *reasons
+                .entry(o.ready_reason.clone().unwrap_or_else(|| "no status".into()))
+                .or_default() += 1;
+        }
+    }
+    let unseen = total.saturating_sub(observed.len());
+    if unseen > 0 {
+        reasons.insert("not seen yet".into(), unseen);
+    }
+    let others: Vec<String> = reasons.iter().map(|(r, n)| format!("{r} {n}")).collect();
+    format!("  {:>6.1} s  Ready {ready}/{total}  {}", elapsed.as_secs_f64(), others.join(", "))
 }
 
 /// A ratio line: measured against a target, and whether the target holds.

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use switchboard_bench::{
-    Operator, binary, cluster, create_integrations, ratio, simulate_workloads, watch_conditions,
+    Observed, Operator, binary, cluster, create_integrations, progress_line, ratio,
+    simulate_workloads, watch_conditions,
 };
 
 /// Measure convergence time and memory of the operator at scale.
@@ -38,10 +39,10 @@ async fn main() -> anyhow::Result<()> {
     );
     for n in args.counts {
         let (cluster, client) = cluster().await?;
-        let ready: Arc<Mutex<HashMap<String, bool>>> = Default::default();
-        let seen = ready.clone();
-        tokio::spawn(watch_conditions(client.clone(), move |name, ready, _| {
-            seen.lock().unwrap().insert(name.to_string(), ready.as_deref() == Some("True"));
+        let observed: Arc<Mutex<HashMap<String, Observed>>> = Default::default();
+        let seen = observed.clone();
+        tokio::spawn(watch_conditions(client.clone(), move |name, now| {
+            seen.lock().unwrap().insert(name.to_string(), now);
         }));
         tokio::spawn(simulate_workloads(client.clone(), false));
         let operator =
@@ -49,8 +50,16 @@ async fn main() -> anyhow::Result<()> {
         let started = Instant::now();
         create_integrations(&client, 0..n, 32).await?;
         let applied = started.elapsed();
+        let mut last_progress = Instant::now();
         let converged = loop {
-            let count = ready.lock().unwrap().values().filter(|r| **r).count();
+            let count = {
+                let observed = observed.lock().unwrap();
+                if last_progress.elapsed() >= Duration::from_secs(10) {
+                    last_progress = Instant::now();
+                    eprintln!("{}", progress_line(started.elapsed(), &observed, n));
+                }
+                observed.values().filter(|o| o.ready.as_deref() == Some("True")).count()
+            };
             if count >= n {
                 break Some(started.elapsed());
             }

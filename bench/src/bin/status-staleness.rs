@@ -14,7 +14,7 @@ use clap::Parser;
 use http_body_util::Full;
 use hyper::Response;
 use switchboard_bench::{
-    Operator, binary, cluster, create_integrations, pod_ip, ratio, simulate_workloads,
+    Observed, Operator, binary, cluster, create_integrations, pod_ip, ratio, simulate_workloads,
     watch_conditions,
 };
 use switchboard_worker::status::{FailureInfo, StatusCounters, WorkerStatus};
@@ -121,7 +121,8 @@ async fn main() -> anyhow::Result<()> {
     let states: Arc<Mutex<HashMap<String, ConditionPair>>> = Default::default();
     let unhealthy_at: Arc<Mutex<HashMap<String, Instant>>> = Default::default();
     let (seen_states, seen_unhealthy) = (states.clone(), unhealthy_at.clone());
-    tokio::spawn(watch_conditions(client.clone(), move |name, ready, healthy| {
+    tokio::spawn(watch_conditions(client.clone(), move |name, observed| {
+        let Observed { ready, healthy, .. } = observed;
         if healthy.as_deref() == Some("False") {
             seen_unhealthy.lock().unwrap().entry(name.to_string()).or_insert_with(Instant::now);
         }

@@ -175,7 +175,6 @@ pub fn certificate_expiry(pem: &[u8]) -> Result<k8s_openapi::jiff::Timestamp, St
 async fn reconcile_inner(object: &Unchecked<Credential>, ctx: &Context) -> Result<Action, Error> {
     let namespace = object.namespace().unwrap_or_default();
     if object.metadata.deletion_timestamp.is_some() {
-        ctx.index.remove(&Key::new(KIND, &namespace, &object.name_any()));
         return Ok(Action::await_change());
     }
     let credential = match object.typed() {
@@ -190,9 +189,6 @@ async fn reconcile_inner(object: &Unchecked<Credential>, ctx: &Context) -> Resul
             return Err(Error::InvalidSpec(message));
         }
     };
-    // Record the Secret, so that its changes map back to this Credential.
-    let key = Key::new(KIND, &namespace, &credential.name_any());
-    ctx.index.set(key, [Key::new("Secret", &namespace, &credential.spec.secret_ref.name)].into());
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     let secret = secrets.get_opt(&credential.spec.secret_ref.name).await?;
     let now = k8s_openapi::jiff::Timestamp::now();

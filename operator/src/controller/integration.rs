@@ -50,9 +50,7 @@ pub async fn reconcile(
 
 async fn reconcile_inner(object: &Unchecked<Integration>, ctx: &Context) -> Result<Action, Error> {
     let namespace = object.namespace().unwrap_or_default();
-    let key = Key::new(KIND, &namespace, &object.name_any());
     if object.metadata.deletion_timestamp.is_some() {
-        ctx.index.remove(&key);
         return Ok(Action::await_change());
     }
     let integration = match object.typed() {
@@ -68,7 +66,6 @@ async fn reconcile_inner(object: &Unchecked<Integration>, ctx: &Context) -> Resu
         }
     };
     let references = integration_references(&integration);
-    ctx.index.set(key, references.clone());
 
     // Fetch: the referenced objects, from the caches.
     let refs = resolve(ctx, &namespace, &references);

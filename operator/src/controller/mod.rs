@@ -15,6 +15,7 @@
 pub mod apply;
 pub mod conditions;
 pub mod credential;
+pub mod feed;
 pub mod index;
 pub mod integration;
 pub mod leader;

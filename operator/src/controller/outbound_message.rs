@@ -8,7 +8,7 @@ use kube::ResourceExt;
 use kube::runtime::controller::Action;
 
 use super::conditions::{self, Desired};
-use super::index::{Key, outbound_message_references};
+use super::index::Key;
 use super::object::Unchecked;
 use super::status::write_status;
 use super::{Context, Error};
@@ -99,7 +99,6 @@ async fn reconcile_inner(
     let namespace = object.namespace().unwrap_or_default();
     let key = Key::new(KIND, &namespace, &object.name_any());
     if object.metadata.deletion_timestamp.is_some() {
-        ctx.index.remove(&key);
         return Ok(Action::await_change());
     }
     let message = match object.typed() {
@@ -114,7 +113,6 @@ async fn reconcile_inner(
             return Err(Error::InvalidSpec(text));
         }
     };
-    ctx.index.set(key.clone(), outbound_message_references(&message));
     let ready = readiness(&message, |name| ctx.stores.credential(&namespace, name));
     let methods: Vec<String> = message
         .spec

@@ -31,9 +31,10 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::Value;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
+use super::feed::{self, Feed};
 use super::index::{
     Key, RefIndex, integration_references, outbound_message_references, schedule_references,
 };
@@ -244,18 +245,17 @@ pub async fn run(client: Client, settings: OperatorSettings) -> anyhow::Result<(
     };
 
     let index = Arc::new(RefIndex::default());
-    let cfg = watcher::Config::default().any_semantic();
     let managed =
         watcher::Config::default().labels("app.kubernetes.io/managed-by=switchboard-operator");
-    let integrations = main_controller::<Integration>(&client, &cfg);
-    let credentials = main_controller::<Credential>(&client, &cfg);
-    let outbound_messages = main_controller::<OutboundMessage>(&client, &cfg);
-    let schedules = main_controller::<Schedule>(&client, &cfg);
+    let (integrations, integrations_writer) = feed::cache::<Unchecked<Integration>>();
+    let (credentials, credentials_writer) = feed::cache::<Unchecked<Credential>>();
+    let (outbound_messages, outbound_messages_writer) = feed::cache::<Unchecked<OutboundMessage>>();
+    let (schedules, schedules_writer) = feed::cache::<Unchecked<Schedule>>();
     let stores = Stores {
-        integrations: integrations.store(),
-        credentials: credentials.store(),
-        outbound_messages: outbound_messages.store(),
-        schedules: schedules.store(),
+        integrations: integrations.clone(),
+        credentials: credentials.clone(),
+        outbound_messages: outbound_messages.clone(),
+        schedules: schedules.clone(),
     };
     metrics.set_condition_source(Box::new(StoreConditions(stores.clone())));
     let reporter = Reporter {
@@ -275,6 +275,31 @@ pub async fn run(client: Client, settings: OperatorSettings) -> anyhow::Result<(
         .concurrency(settings.concurrency)
         .debounce(std::time::Duration::from_millis(500));
 
+    // One watch per kind, routed to the controllers that read it (see `feed`).
+    let (to_integrations, integration_triggers) = mpsc::unbounded_channel();
+    let (to_credentials, credential_triggers) = mpsc::unbounded_channel();
+    let (to_messages, message_triggers) = mpsc::unbounded_channel();
+    let (to_schedules, schedule_triggers) = mpsc::unbounded_channel();
+    let cfg = watcher::Config::default().any_semantic();
+    tokio::spawn(
+        integration_feed(&index, &to_integrations, &to_credentials, &to_messages, &to_schedules)
+            .run(Api::all(client.clone()), cfg.clone(), integrations_writer),
+    );
+    tokio::spawn(
+        credential_feed(&index, &to_integrations, &to_credentials, &to_messages, &to_schedules)
+            .run(Api::all(client.clone()), cfg.clone(), credentials_writer),
+    );
+    tokio::spawn(message_feed(&index, &to_integrations, &to_credentials, &to_messages).run(
+        Api::all(client.clone()),
+        cfg.clone(),
+        outbound_messages_writer,
+    ));
+    tokio::spawn(schedule_feed(&index, &to_messages, &to_schedules).run(
+        Api::all(client.clone()),
+        cfg.clone(),
+        schedules_writer,
+    ));
+
     macro_rules! owned {
         ($controller:expr, $($child:ty),*) => {{
             let mut c = $controller;
@@ -283,10 +308,8 @@ pub async fn run(client: Client, settings: OperatorSettings) -> anyhow::Result<(
         }};
     }
 
-    let i_index = index.clone();
-    let i_index2 = index.clone();
     let integrations = owned!(
-        integrations,
+        controller(integrations, integration_triggers),
         ConfigMap,
         Deployment,
         StatefulSet,
@@ -296,21 +319,6 @@ pub async fn run(client: Client, settings: OperatorSettings) -> anyhow::Result<(
         RoleBinding,
         PodDisruptionBudget
     )
-    .watches_stream(
-        objects(Api::<Unchecked<Credential>>::all(client.clone()), cfg.clone()),
-        move |c| {
-            let key = Key::new("Credential", &c.namespace().unwrap_or_default(), &c.name_any());
-            refs_to::<Unchecked<Integration>>(i_index.consumers_transitive(&key), "Integration")
-        },
-    )
-    .watches_stream(
-        objects(Api::<Unchecked<OutboundMessage>>::all(client.clone()), cfg.clone()),
-        move |m| {
-            let key =
-                Key::new("OutboundMessage", &m.namespace().unwrap_or_default(), &m.name_any());
-            refs_to::<Unchecked<Integration>>(i_index2.consumers(&key), "Integration")
-        },
-    )
     .with_config(controller_config.clone())
     .graceful_shutdown_on(shutdown_signal())
     .run(integration::reconcile, error_policy, ctx.clone())
@@ -318,8 +326,7 @@ pub async fn run(client: Client, settings: OperatorSettings) -> anyhow::Result<(
 
     // Credentials: their Secret changed, or who uses them changed (for `consumers`).
     let c_index = index.clone();
-    let c_index2 = index.clone();
-    let credentials = credentials
+    let credentials = controller(credentials, credential_triggers)
         .watches_stream(
             objects(
                 Api::<PartialObjectMeta<Secret>>::all(client.clone()),
@@ -330,83 +337,18 @@ pub async fn run(client: Client, settings: OperatorSettings) -> anyhow::Result<(
                 refs_to::<Unchecked<Credential>>(c_index.consumers(&key), "Credential")
             },
         )
-        .watches_stream(
-            objects(Api::<Unchecked<Integration>>::all(client.clone()), cfg.clone()),
-            move |i| {
-                let Ok(typed) = i.typed() else { return Vec::new() };
-                let direct = integration_references(&typed);
-                let via_messages: Vec<Key> = direct
-                    .iter()
-                    .filter(|k| k.kind == "OutboundMessage")
-                    .flat_map(|k| c_index2.references(k))
-                    .collect();
-                refs_to::<Unchecked<Credential>>(
-                    direct.into_iter().chain(via_messages),
-                    "Credential",
-                )
-            },
-        )
-        .watches_stream(
-            objects(Api::<Unchecked<OutboundMessage>>::all(client.clone()), cfg.clone()),
-            move |m| {
-                m.typed()
-                    .map(|typed| {
-                        refs_to::<Unchecked<Credential>>(
-                            outbound_message_references(&typed),
-                            "Credential",
-                        )
-                    })
-                    .unwrap_or_default()
-            },
-        )
         .with_config(controller_config.clone())
         .graceful_shutdown_on(shutdown_signal())
         .run(credential::reconcile, error_policy, ctx.clone())
         .for_each(|_| async {});
 
-    let m_index = index.clone();
-    let outbound_messages = outbound_messages
-        .watches_stream(
-            objects(Api::<Unchecked<Credential>>::all(client.clone()), cfg.clone()),
-            move |c| {
-                let key = Key::new("Credential", &c.namespace().unwrap_or_default(), &c.name_any());
-                refs_to::<Unchecked<OutboundMessage>>(m_index.consumers(&key), "OutboundMessage")
-            },
-        )
-        .watches_stream(
-            objects(Api::<Unchecked<Integration>>::all(client.clone()), cfg.clone()),
-            |i| {
-                i.typed()
-                    .map(|t| {
-                        refs_to::<Unchecked<OutboundMessage>>(
-                            integration_references(&t),
-                            "OutboundMessage",
-                        )
-                    })
-                    .unwrap_or_default()
-            },
-        )
-        .watches_stream(
-            objects(Api::<Unchecked<Schedule>>::all(client.clone()), cfg.clone()),
-            |s| {
-                s.typed()
-                    .map(|t| {
-                        refs_to::<Unchecked<OutboundMessage>>(
-                            schedule_references(&t),
-                            "OutboundMessage",
-                        )
-                    })
-                    .unwrap_or_default()
-            },
-        )
+    let outbound_messages = controller(outbound_messages, message_triggers)
         .with_config(controller_config.clone())
         .graceful_shutdown_on(shutdown_signal())
         .run(outbound_message::reconcile, error_policy, ctx.clone())
         .for_each(|_| async {});
 
-    let s_index = index.clone();
-    let s_index2 = index.clone();
-    let schedules = owned!(schedules, CronJob, ConfigMap)
+    let schedules = owned!(controller(schedules, schedule_triggers), CronJob, ConfigMap)
         .watches_stream(
             objects(
                 Api::<PartialObjectMeta<Job>>::all(client.clone()),
@@ -417,30 +359,6 @@ pub async fn run(client: Client, settings: OperatorSettings) -> anyhow::Result<(
                 name.map(|n| ObjectRef::new(&n).within(&job.namespace().unwrap_or_default()))
                     .into_iter()
                     .collect::<Vec<_>>()
-            },
-        )
-        .watches_stream(
-            objects(Api::<Unchecked<Integration>>::all(client.clone()), cfg.clone()),
-            move |i| {
-                let key =
-                    Key::new("Integration", &i.namespace().unwrap_or_default(), &i.name_any());
-                refs_to::<Unchecked<Schedule>>(s_index.consumers(&key), "Schedule")
-            },
-        )
-        .watches_stream(
-            objects(Api::<Unchecked<Credential>>::all(client.clone()), cfg.clone()),
-            move |c| {
-                let key = Key::new("Credential", &c.namespace().unwrap_or_default(), &c.name_any());
-                let users = s_index2.consumers_transitive(&key);
-                let via_integrations: Vec<Key> = users
-                    .iter()
-                    .filter(|k| k.kind == "Integration")
-                    .flat_map(|k| s_index2.consumers(k))
-                    .collect();
-                refs_to::<Unchecked<Schedule>>(
-                    users.into_iter().chain(via_integrations),
-                    "Schedule",
-                )
             },
         )
         .with_config(controller_config)
@@ -516,8 +434,12 @@ where
     })
 }
 
-/// The controller of one kind, over a watch with its own backoff and a cache.
-fn main_controller<K>(client: &Client, config: &watcher::Config) -> Controller<Unchecked<K>>
+/// The controller of one kind: its cache, filled by the kind's feed, and the objects the
+/// feeds route to it.
+fn controller<K>(
+    store: kube::runtime::reflector::Store<Unchecked<K>>,
+    mut triggers: mpsc::UnboundedReceiver<ObjectRef<Unchecked<K>>>,
+) -> Controller<Unchecked<K>>
 where
     K: Resource<DynamicType = ()> + 'static,
     Unchecked<K>: Resource<DynamicType = ()>
@@ -528,43 +450,133 @@ where
         + Sync
         + 'static,
 {
-    let (reader, writer) = kube::runtime::reflector::store();
-    let stream = watcher(Api::<Unchecked<K>>::all(client.clone()), config.clone())
-        .backoff(QuickBackoff::default())
-        // Nothing reads managedFields; cached, they would cost as much as the objects.
-        .modify(|object| object.meta_mut().managed_fields = None)
-        .reflect(writer)
-        .applied_objects()
-        .filter(|item| {
-            if let Err(error) = item {
-                warn!(%error, kind = %K::kind(&()), "watch failed; retrying");
-            }
-            futures::future::ready(item.is_ok())
-        })
-        .predicate_filter(worth_reconciling, Default::default());
-    Controller::for_stream(stream, reader)
+    Controller::for_stream(futures::stream::pending(), store)
+        .reconcile_on(futures::stream::poll_fn(move |cx| triggers.poll_recv(cx)))
 }
 
-/// What makes a change of the object itself worth a reconcile: a new object (uid), its spec
-/// (generation), labels, annotations and deletion. Status writes (the operator's own, after
-/// every reconcile and every runtime pass) are not: without this filter each of them came
-/// back as a reconcile, several per object, which dominated the operator's work at scale.
-/// Changes of children and referenced objects still trigger through their own watches.
-fn worth_reconciling<K: Resource>(object: &K) -> Option<u64> {
-    use std::hash::{Hash, Hasher};
-    let meta = object.meta();
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    meta.uid.hash(&mut hasher);
-    meta.generation.hash(&mut hasher);
-    meta.deletion_timestamp.is_some().hash(&mut hasher);
-    meta.labels.hash(&mut hasher);
-    meta.annotations.hash(&mut hasher);
-    Some(hasher.finish())
+/// The Integration feed: the index of what each references, its own controller, and the
+/// controllers that list it among consumers (Credentials, OutboundMessages) or run it
+/// (Schedules).
+fn integration_feed(
+    index: &Arc<RefIndex>,
+    integrations: &feed::Triggers<Integration>,
+    credentials: &feed::Triggers<Credential>,
+    messages: &feed::Triggers<OutboundMessage>,
+    schedules: &feed::Triggers<Schedule>,
+) -> Feed<Unchecked<Integration>> {
+    let references = |i: &Unchecked<Integration>| {
+        i.typed().map(|t| integration_references(&t)).unwrap_or_default()
+    };
+    let (index, index2, index3) = (index.clone(), index.clone(), index.clone());
+    Feed::default()
+        .on(feed::spec, move |i: &Unchecked<Integration>, deleted| {
+            let key = Key::new("Integration", &i.namespace().unwrap_or_default(), &i.name_any());
+            index.set(key, if deleted { Default::default() } else { references(i) });
+        })
+        .route(feed::own, integrations.clone(), |i| vec![ObjectRef::from_obj(i)])
+        .route(feed::spec, credentials.clone(), move |i| {
+            let direct = references(i);
+            let via_messages: Vec<Key> = direct
+                .iter()
+                .filter(|k| k.kind == "OutboundMessage")
+                .flat_map(|k| index2.references(k))
+                .collect();
+            refs_to(direct.into_iter().chain(via_messages), "Credential")
+        })
+        .route(feed::spec, messages.clone(), move |i| refs_to(references(i), "OutboundMessage"))
+        .route(feed::spec, schedules.clone(), move |i| {
+            let key = Key::new("Integration", &i.namespace().unwrap_or_default(), &i.name_any());
+            refs_to(index3.consumers(&key), "Schedule")
+        })
+}
+
+/// The Credential feed: its Secret in the index, its own controller, and everything that uses
+/// it when its spec, content hash or readiness changes.
+fn credential_feed(
+    index: &Arc<RefIndex>,
+    integrations: &feed::Triggers<Integration>,
+    credentials: &feed::Triggers<Credential>,
+    messages: &feed::Triggers<OutboundMessage>,
+    schedules: &feed::Triggers<Schedule>,
+) -> Feed<Unchecked<Credential>> {
+    let key = |c: &Unchecked<Credential>| {
+        Key::new("Credential", &c.namespace().unwrap_or_default(), &c.name_any())
+    };
+    let (index, index2, index3, index4) =
+        (index.clone(), index.clone(), index.clone(), index.clone());
+    Feed::default()
+        .on(feed::spec, move |c: &Unchecked<Credential>, deleted| {
+            let secret = c.typed().ok().filter(|_| !deleted).map(|t| {
+                Key::new("Secret", &c.namespace().unwrap_or_default(), &t.spec.secret_ref.name)
+            });
+            index.set(key(c), secret.into_iter().collect());
+        })
+        .route(feed::own, credentials.clone(), |c| vec![ObjectRef::from_obj(c)])
+        .route(feed::usable, integrations.clone(), move |c| {
+            refs_to(index2.consumers_transitive(&key(c)), "Integration")
+        })
+        .route(feed::usable, messages.clone(), move |c| {
+            refs_to(index3.consumers(&key(c)), "OutboundMessage")
+        })
+        .route(feed::usable, schedules.clone(), move |c| {
+            let users = index4.consumers_transitive(&key(c));
+            let via_integrations: Vec<Key> = users
+                .iter()
+                .filter(|k| k.kind == "Integration")
+                .flat_map(|k| index4.consumers(k))
+                .collect();
+            refs_to(users.into_iter().chain(via_integrations), "Schedule")
+        })
+}
+
+/// The OutboundMessage feed: the Credentials it names in the index, its own controller, the
+/// Integrations that call it, and the Credentials that list it among consumers.
+fn message_feed(
+    index: &Arc<RefIndex>,
+    integrations: &feed::Triggers<Integration>,
+    credentials: &feed::Triggers<Credential>,
+    messages: &feed::Triggers<OutboundMessage>,
+) -> Feed<Unchecked<OutboundMessage>> {
+    let key = |m: &Unchecked<OutboundMessage>| {
+        Key::new("OutboundMessage", &m.namespace().unwrap_or_default(), &m.name_any())
+    };
+    let references = |m: &Unchecked<OutboundMessage>| {
+        m.typed().map(|t| outbound_message_references(&t)).unwrap_or_default()
+    };
+    let (index, index2) = (index.clone(), index.clone());
+    Feed::default()
+        .on(feed::spec, move |m: &Unchecked<OutboundMessage>, deleted| {
+            index.set(key(m), if deleted { Default::default() } else { references(m) });
+        })
+        .route(feed::own, messages.clone(), |m| vec![ObjectRef::from_obj(m)])
+        .route(feed::usable, integrations.clone(), move |m| {
+            refs_to(index2.consumers(&key(m)), "Integration")
+        })
+        .route(feed::spec, credentials.clone(), move |m| refs_to(references(m), "Credential"))
+}
+
+/// The Schedule feed: what it runs in the index, its own controller, and the OutboundMessages
+/// that list it among consumers.
+fn schedule_feed(
+    index: &Arc<RefIndex>,
+    messages: &feed::Triggers<OutboundMessage>,
+    schedules: &feed::Triggers<Schedule>,
+) -> Feed<Unchecked<Schedule>> {
+    let references =
+        |s: &Unchecked<Schedule>| s.typed().map(|t| schedule_references(&t)).unwrap_or_default();
+    let index = index.clone();
+    Feed::default()
+        .on(feed::spec, move |s: &Unchecked<Schedule>, deleted| {
+            let key = Key::new("Schedule", &s.namespace().unwrap_or_default(), &s.name_any());
+            index.set(key, if deleted { Default::default() } else { references(s) });
+        })
+        .route(feed::own, schedules.clone(), |s| vec![ObjectRef::from_obj(s)])
+        .route(feed::spec, messages.clone(), move |s| refs_to(references(s), "OutboundMessage"))
 }
 
 /// Exponential backoff from 0.5 s to 5 s, reset by the first success.
 #[derive(Clone, Debug)]
-struct QuickBackoff {
+pub(super) struct QuickBackoff {
     next: std::time::Duration,
 }
 

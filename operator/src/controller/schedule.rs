@@ -13,7 +13,7 @@ use kube::runtime::controller::Action;
 
 use super::apply::{apply, remove_owned};
 use super::conditions::Desired;
-use super::index::{Key, schedule_references};
+use super::index::schedule_references;
 use super::object::Unchecked;
 use super::status::write_status;
 use super::{Context, Error};
@@ -64,9 +64,7 @@ pub fn last_result(jobs: &[Job]) -> Option<(String, Option<String>)> {
 
 async fn reconcile_inner(object: &Unchecked<Schedule>, ctx: &Context) -> Result<Action, Error> {
     let namespace = object.namespace().unwrap_or_default();
-    let key = Key::new(KIND, &namespace, &object.name_any());
     if object.metadata.deletion_timestamp.is_some() {
-        ctx.index.remove(&key);
         return Ok(Action::await_change());
     }
     let schedule = match object.typed() {
@@ -82,7 +80,6 @@ async fn reconcile_inner(object: &Unchecked<Schedule>, ctx: &Context) -> Result<
         }
     };
     let references = schedule_references(&schedule);
-    ctx.index.set(key, references.clone());
     let mut expanded = references.clone();
     for r in references.iter().filter(|r| r.kind == "Integration") {
         if let Some(integration) = ctx.stores.integration(&namespace, &r.name) {

@@ -262,6 +262,7 @@ pub fn render_set(
                 Ok(children) => {
                     // Destructured without `..`: a new child kind must be printed here too.
                     let render::IntegrationChildren {
+                        config: _,
                         config_map,
                         workload,
                         service,

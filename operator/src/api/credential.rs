@@ -380,10 +380,19 @@ pub struct CredentialStatus {
     /// Expiry of the client certificate (mtls).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate_not_after: Option<Time>,
-    /// Integrations, OutboundMessages and Schedules that use this Credential.
+    /// Integrations, OutboundMessages and Schedules that use this Credential, sorted by kind
+    /// and name; at most 100 are listed (`consumerCount` has them all), so that a Credential
+    /// shared by thousands of Integrations stays a small object. `switchboard report` lists
+    /// every consumer.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub consumers: Vec<Consumer>,
+    /// How many objects use this Credential.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer_count: Option<i64>,
 }
+
+/// At most this many consumers are listed in a status.
+pub const MAX_LISTED_CONSUMERS: usize = 100;
 
 /// An object that uses a Credential.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema)]

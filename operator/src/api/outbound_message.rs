@@ -320,7 +320,11 @@ pub struct OutboundMessageStatus {
     /// Names of the methods, as `NAME (HTTP-METHOD PATH)`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub methods: Vec<String>,
-    /// Objects that invoke this OutboundMessage.
+    /// Objects that invoke this OutboundMessage, sorted by kind and name; at most 100 are
+    /// listed (`consumerCount` has them all).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub consumers: Vec<super::credential::Consumer>,
+    /// How many objects invoke this OutboundMessage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer_count: Option<i64>,
 }

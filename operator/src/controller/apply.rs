@@ -31,7 +31,27 @@ where
     Ok(api.patch(&object.name_any(), &params, &Patch::Apply(object)).await?)
 }
 
-/// Delete a child that is no longer wanted, if it exists and `owner_uid` controls it.
+/// Server-side apply a child unless it is unchanged since this operator last applied the same
+/// rendering (see [`super::children`]); `None` when skipped.
+pub async fn apply_changed<K>(ctx: &Context, object: &K) -> Result<Option<K>, Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Serialize
+        + DeserializeOwned
+        + Clone
+        + Debug,
+{
+    let rendering = super::children::rendering(object);
+    if ctx.children.unchanged(object, rendering) {
+        return Ok(None);
+    }
+    let applied = apply(ctx, object).await?;
+    ctx.children.applied(&applied, rendering);
+    Ok(Some(applied))
+}
+
+/// Delete a child that is no longer wanted, if the children's watch shows it and `owner_uid`
+/// controls it.
 pub async fn remove_owned<K>(
     ctx: &Context,
     namespace: &str,
@@ -44,15 +64,10 @@ where
         + Clone
         + Debug,
 {
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
-    let Some(existing) = api.get_opt(name).await? else { return Ok(false) };
-    let owned = existing
-        .owner_references()
-        .iter()
-        .any(|o| o.uid == owner_uid && o.controller == Some(true));
-    if !owned {
+    if !ctx.children.controlled_by(&K::kind(&()), namespace, name, owner_uid) {
         return Ok(false);
     }
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
     ctx.require_leader()?;
     tracing::debug!(kind = %K::kind(&()), %namespace, %name, "api write: delete");
     let params = DeleteParams {

@@ -21,7 +21,8 @@ use super::object::Unchecked;
 use super::status::write_status;
 use super::{Context, Error};
 use crate::api::{
-    Consumer, Credential, CredentialStatus, CredentialType, SecretRole, condition, parse_duration,
+    Consumer, Credential, CredentialStatus, CredentialType, MAX_LISTED_CONSUMERS, SecretRole,
+    condition, parse_duration,
 };
 use crate::render::{credential_content_hash, secret_value};
 
@@ -30,6 +31,18 @@ const KIND: &str = "Credential";
 /// Client certificates expiring within this window make the Credential report
 /// `CertificateExpiringSoon`.
 pub const CERTIFICATE_WARNING: Duration = Duration::from_secs(21 * 86400);
+
+/// The consumers a status lists (the first [`MAX_LISTED_CONSUMERS`] by kind and name) and
+/// how many there are.
+pub fn listed(consumers: std::collections::BTreeSet<Key>) -> (Vec<Consumer>, i64) {
+    let count = consumers.len() as i64;
+    let listed = consumers
+        .into_iter()
+        .take(MAX_LISTED_CONSUMERS)
+        .map(|k| Consumer { kind: k.kind.into(), name: k.name })
+        .collect();
+    (listed, count)
+}
 
 /// Reconcile one Credential.
 pub async fn reconcile(
@@ -218,12 +231,8 @@ async fn reconcile_inner(object: &Unchecked<Credential>, ctx: &Context) -> Resul
             );
         }
     }
-    let consumers: Vec<Consumer> = ctx
-        .index
-        .consumers_transitive(&Key::new(KIND, &namespace, &credential.name_any()))
-        .into_iter()
-        .map(|k| Consumer { kind: k.kind.into(), name: k.name })
-        .collect();
+    let (consumers, consumer_count) =
+        listed(ctx.index.consumers_transitive(&Key::new(KIND, &namespace, &credential.name_any())));
     let requeue = match &not_after {
         Some(expiry) => {
             Duration::from_secs((expiry.0.as_second() - now.as_second()).clamp(60, 3600) as u64)
@@ -235,6 +244,7 @@ async fn reconcile_inner(object: &Unchecked<Credential>, ctx: &Context) -> Resul
         status.last_rotated = last_rotated.clone();
         status.certificate_not_after = not_after.clone();
         status.consumers = consumers.clone();
+        status.consumer_count = Some(consumer_count);
     })
     .await?;
     Ok(Action::requeue(requeue))
@@ -243,6 +253,17 @@ async fn reconcile_inner(object: &Unchecked<Credential>, ctx: &Context) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_status_lists_the_first_consumers_and_counts_them_all() {
+        let keys: std::collections::BTreeSet<Key> =
+            (0..250).map(|i| Key::new("Integration", "ns", &format!("i-{i:03}"))).collect();
+        let (listed_now, count) = listed(keys);
+        assert_eq!(count, 250);
+        assert_eq!(listed_now.len(), MAX_LISTED_CONSUMERS);
+        assert_eq!(listed_now[0].name, "i-000");
+        assert_eq!(listed_now[99].name, "i-099");
+    }
     use k8s_openapi::ByteString;
     use std::collections::BTreeMap;
 

@@ -35,10 +35,13 @@ use super::run::QuickBackoff;
 /// Where a route sends the objects it maps to: the trigger channel of one controller.
 pub type Triggers<C> = UnboundedSender<ObjectRef<Unchecked<C>>>;
 
+/// What a route does with an object: (object, gone).
+type Fire<K> = Box<dyn FnMut(&K, bool) + Send>;
+
 struct Route<K> {
     interest: fn(&K) -> u64,
     last: HashMap<u64, u64>,
-    fire: Box<dyn FnMut(&K, bool) + Send>,
+    fire: Fire<K>,
 }
 
 /// The watch of one kind and its routes.

@@ -16,7 +16,8 @@ use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use switchboard_worker::config::{SourceConfig, TargetKind};
 
-use super::apply::{apply, remove_owned};
+use super::apply::{apply_changed, remove_owned};
+use super::children;
 use super::conditions::{self, Desired};
 use super::index::{Key, integration_references};
 use super::object::Unchecked;
@@ -255,6 +256,7 @@ async fn apply_children(
     let name = integration.name_any();
     // Destructured without `..`: a child kind that is built must be applied here too.
     let IntegrationChildren {
+        config,
         config_map,
         workload,
         service,
@@ -263,53 +265,33 @@ async fn apply_children(
         role_binding,
         pod_disruption_budget,
     } = children;
-    let config = switchboard_worker::config::WorkerConfig::from_yaml(
-        config_map
-            .data
-            .as_ref()
-            .and_then(|d| d.get(switchboard_worker::config::CONFIG_FILE_NAME))
-            .map(String::as_str)
-            .unwrap_or_default(),
-    )
-    .map_err(|e| Error::InvalidSpec(e.to_string()))?;
-    apply(ctx, &service_account).await?;
-    apply(ctx, &role).await?;
-    apply(ctx, &role_binding).await?;
-    apply(ctx, &config_map).await?;
+    apply_changed(ctx, &service_account).await?;
+    apply_changed(ctx, &role).await?;
+    apply_changed(ctx, &role_binding).await?;
+    apply_changed(ctx, &config_map).await?;
     let worker_name = render::worker_name(&name);
+    let unknown = WorkerCounts { desired: workload.replicas(), ready: 0, available: 0 };
     let counts = match workload {
         Workload::Deployment(deployment) => {
-            let applied = apply(ctx, deployment.as_ref()).await?;
+            let applied = apply_changed(ctx, deployment.as_ref()).await?;
             remove_owned::<StatefulSet>(ctx, &namespace, &worker_name, &uid).await?;
-            let desired = applied.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-            let status = applied.status.unwrap_or_default();
-            let current = applied.metadata.generation == status.observed_generation;
-            WorkerCounts {
-                desired,
-                ready: status.ready_replicas.unwrap_or(0),
-                available: if current && status.updated_replicas.unwrap_or(0) >= desired {
-                    status.available_replicas.unwrap_or(0)
-                } else {
-                    0
-                },
-            }
+            applied
+                .map(|d| children::deployment_counts(&d))
+                .or_else(|| ctx.children.counts("Deployment", &namespace, &worker_name))
         }
         Workload::StatefulSet(set) => {
-            let applied = apply(ctx, set.as_ref()).await?;
+            let applied = apply_changed(ctx, set.as_ref()).await?;
             remove_owned::<Deployment>(ctx, &namespace, &worker_name, &uid).await?;
-            let desired = applied.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-            let status = applied.status.unwrap_or_default();
-            WorkerCounts {
-                desired,
-                ready: status.ready_replicas.unwrap_or(0),
-                available: status.available_replicas.unwrap_or(0),
-            }
+            applied
+                .map(|s| children::stateful_set_counts(&s))
+                .or_else(|| ctx.children.counts("StatefulSet", &namespace, &worker_name))
         }
-    };
+    }
+    .unwrap_or(unknown);
     let service_name = render::service_name(&name);
     let inbound_url = match service {
         Some(service) => {
-            apply(ctx, &service).await?;
+            apply_changed(ctx, &service).await?;
             let path = match &config.source {
                 Some(SourceConfig::Webhook(w)) => w.path.clone(),
                 _ => "/".into(),
@@ -323,7 +305,7 @@ async fn apply_children(
     };
     match pod_disruption_budget {
         Some(pdb) => {
-            apply(ctx, &pdb).await?;
+            apply_changed(ctx, &pdb).await?;
         }
         None => {
             remove_owned::<PodDisruptionBudget>(ctx, &namespace, &worker_name, &uid).await?;

@@ -13,6 +13,7 @@
 //! with per-object exponential backoff).
 
 pub mod apply;
+pub mod children;
 pub mod conditions;
 pub mod credential;
 pub mod feed;
@@ -118,6 +119,8 @@ pub struct Context {
     pub stores: Stores,
     /// Who references whom.
     pub index: Arc<RefIndex>,
+    /// What the children's watches show, and what was applied last.
+    pub children: Arc<children::Children>,
     failures: Mutex<HashMap<String, u32>>,
 }
 
@@ -140,6 +143,7 @@ impl Context {
             metrics,
             stores,
             index,
+            children: Arc::default(),
             failures: Mutex::new(HashMap::new()),
         }
     }

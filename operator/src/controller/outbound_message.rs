@@ -12,7 +12,7 @@ use super::index::Key;
 use super::object::Unchecked;
 use super::status::write_status;
 use super::{Context, Error};
-use crate::api::{Consumer, CredentialType, OutboundMessage, OutboundMessageStatus, condition};
+use crate::api::{CredentialType, OutboundMessage, OutboundMessageStatus, condition};
 
 const KIND: &str = "OutboundMessage";
 
@@ -120,15 +120,11 @@ async fn reconcile_inner(
         .iter()
         .map(|m| format!("{} ({} {})", m.name, m.http_method.as_str(), m.path))
         .collect();
-    let consumers: Vec<Consumer> = ctx
-        .index
-        .consumers(&key)
-        .into_iter()
-        .map(|k| Consumer { kind: k.kind.into(), name: k.name })
-        .collect();
+    let (consumers, consumer_count) = super::credential::listed(ctx.index.consumers(&key));
     write_status(ctx, object, vec![ready], move |status: &mut OutboundMessageStatus| {
         status.methods = methods.clone();
         status.consumers = consumers.clone();
+        status.consumer_count = Some(consumer_count);
     })
     .await?;
     Ok(Action::requeue(Duration::from_secs(600)))

@@ -34,6 +34,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
+use super::children;
 use super::feed::{self, Feed};
 use super::index::{
     Key, RefIndex, integration_references, outbound_message_references, schedule_references,
@@ -308,16 +309,24 @@ pub async fn run(client: Client, settings: OperatorSettings) -> anyhow::Result<(
         }};
     }
 
-    let integrations = owned!(
+    // The Integrations' children: metadata is enough, except for the workloads' counts.
+    macro_rules! children {
+        ($controller:expr, $($child:ty),*) => {{
+            let mut c = $controller;
+            $( c = c.owns_stream(children::watch(Api::<$child>::all(client.clone()), managed.clone(), ctx.children.clone())); )*
+            c
+        }};
+    }
+    let integrations = children!(
         controller(integrations, integration_triggers),
-        ConfigMap,
+        PartialObjectMeta<ConfigMap>,
         Deployment,
         StatefulSet,
-        Service,
-        ServiceAccount,
-        Role,
-        RoleBinding,
-        PodDisruptionBudget
+        PartialObjectMeta<Service>,
+        PartialObjectMeta<ServiceAccount>,
+        PartialObjectMeta<Role>,
+        PartialObjectMeta<RoleBinding>,
+        PartialObjectMeta<PodDisruptionBudget>
     )
     .with_config(controller_config.clone())
     .graceful_shutdown_on(shutdown_signal())

@@ -80,9 +80,22 @@ pub enum Workload {
     StatefulSet(Box<StatefulSet>),
 }
 
+impl Workload {
+    /// The replicas asked for.
+    pub fn replicas(&self) -> i32 {
+        let replicas = match self {
+            Workload::Deployment(d) => d.spec.as_ref().and_then(|s| s.replicas),
+            Workload::StatefulSet(s) => s.spec.as_ref().and_then(|s| s.replicas),
+        };
+        replicas.unwrap_or(1)
+    }
+}
+
 /// Every child object of an Integration.
 #[derive(Clone, Debug, PartialEq)]
 pub struct IntegrationChildren {
+    /// The worker config, as the ConfigMap holds it.
+    pub config: switchboard_worker::config::WorkerConfig,
     /// The rendered worker config.
     pub config_map: ConfigMap,
     /// The workers.

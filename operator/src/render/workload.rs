@@ -171,6 +171,7 @@ pub fn render_integration(
     });
 
     Ok(IntegrationChildren {
+        config,
         config_map,
         workload,
         service,

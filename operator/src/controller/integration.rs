@@ -275,6 +275,7 @@ async fn apply_children(
             .unwrap_or_default(),
     )
     .map_err(|e| Error::InvalidSpec(e.to_string()))?;
+    super::admin_token::ensure_admin_token(ctx, integration).await?;
     apply(ctx, &service_account).await?;
     apply(ctx, &role).await?;
     apply(ctx, &role_binding).await?;

@@ -294,7 +294,8 @@ pub async fn run(client: Client, settings: OperatorSettings) -> anyhow::Result<(
         ServiceAccount,
         Role,
         RoleBinding,
-        PodDisruptionBudget
+        PodDisruptionBudget,
+        Secret
     )
     .watches_stream(
         objects(Api::<Unchecked<Credential>>::all(client.clone()), cfg.clone()),

@@ -89,8 +89,12 @@ async fn dlq(args: &DlqArgs) -> Result<(), String> {
         let worker = UrlTransport::new(url, token)?;
         return run_dlq_command(&args.command, args.json, &[worker], &mut out).await;
     };
-    let client = Client::try_default()
-        .await
+    let mut config =
+        kube::Config::infer().await.map_err(|e| format!("cannot read the kubeconfig: {e}"))?;
+    // kube retries 503 answers up to 15 times with growing delays; a worker pod that cannot be
+    // reached through the proxy answers 503, and a person waiting wants to hear it at once.
+    config.default_retry = false;
+    let client = Client::try_from(config)
         .map_err(|e| format!("cannot reach the Kubernetes API (kubeconfig): {e}"))?;
     let namespace =
         args.namespace.clone().unwrap_or_else(|| client.default_namespace().to_string());

@@ -453,8 +453,18 @@ fn wrong_credential_types_and_invalid_schedules_are_refused() {
     assert!(errors.0.iter().all(|e| e.reason == RenderErrorReason::InvalidSchedule));
 }
 
-/// The admin token volume, mount and env of a worker pod: (secret, optional, mode, mount, env).
-fn admin_token_mount(pod: &PodSpec) -> Option<(String, Option<bool>, Option<i32>, String, String)> {
+/// What a worker pod says about its admin token.
+#[derive(Clone, Debug, PartialEq)]
+struct AdminTokenMount {
+    secret: String,
+    optional: Option<bool>,
+    mode: Option<i32>,
+    mount_path: String,
+    env: String,
+}
+
+/// The admin token volume, mount and env of a worker pod.
+fn admin_token_mount(pod: &PodSpec) -> Option<AdminTokenMount> {
     let volume = pod.volumes.as_ref()?.iter().find(|v| v.name == "admin-token")?;
     let secret = volume.secret.as_ref()?;
     let items = secret.items.as_ref()?;
@@ -463,35 +473,35 @@ fn admin_token_mount(pod: &PodSpec) -> Option<(String, Option<bool>, Option<i32>
     let mount = container.volume_mounts.as_ref()?.iter().find(|m| m.name == "admin-token")?;
     assert_eq!(mount.read_only, Some(true));
     let env = container.env.as_ref()?.iter().find(|e| e.name == "SWITCHBOARD_ADMIN_TOKEN_FILE")?;
-    Some((
-        secret.secret_name.clone()?,
-        secret.optional,
-        secret.default_mode,
-        mount.mount_path.clone(),
-        env.value.clone()?,
-    ))
+    Some(AdminTokenMount {
+        secret: secret.secret_name.clone()?,
+        optional: secret.optional,
+        mode: secret.default_mode,
+        mount_path: mount.mount_path.clone(),
+        env: env.value.clone()?,
+    })
 }
 
 #[test]
 fn workers_mount_their_admin_token_and_find_it_through_the_env() {
     let c = fixture();
     let (_, pod) = deployment_pod(&c);
-    let expected = (
-        "payments-to-ledger-worker-admin".to_string(),
-        Some(true),
-        Some(0o440),
-        "/var/run/switchboard/admin".to_string(),
-        "/var/run/switchboard/admin/token".to_string(),
-    );
+    let expected = AdminTokenMount {
+        secret: "payments-to-ledger-worker-admin".into(),
+        optional: Some(true),
+        mode: Some(0o440),
+        mount_path: "/var/run/switchboard/admin".into(),
+        env: "/var/run/switchboard/admin/token".into(),
+    };
     assert_eq!(admin_token_mount(&pod), Some(expected.clone()));
-    assert_eq!(render::admin_token_secret_name("payments-to-ledger"), expected.0);
+    assert_eq!(render::admin_token_secret_name("payments-to-ledger"), expected.secret);
 
     // The persistent-queue StatefulSet mounts it too; run-once Jobs serve no admin API.
     let set = load("examples");
     let c = render_named(&set, "acme-integrations", "order-invoicing");
     let Workload::StatefulSet(sts) = &c.workload else { panic!("expected a StatefulSet") };
     let pod = sts.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
-    assert_eq!(admin_token_mount(pod).unwrap().0, "order-invoicing-worker-admin");
+    assert_eq!(admin_token_mount(pod).unwrap().secret, "order-invoicing-worker-admin");
     let refs = set.references("acme-integrations");
     let hr = set.schedules.iter().find(|s| s.object.name_any() == "hr-nightly").unwrap();
     let cron = render::render_schedule(&hr.object, &refs, &settings()).unwrap().cron_job;

@@ -46,12 +46,12 @@ pub struct DlqArgs {
     /// Reach every worker pod of this Integration through the Kubernetes API server (the
     /// kubeconfig's cluster and credentials; no port-forward), with the admin token from the
     /// Secret the operator created for it.
-    #[arg(long, global = true, value_name = "NAME", conflicts_with = "url")]
+    #[arg(long, global = true, value_name = "NAME")]
     pub integration: Option<String>,
     /// Namespace of the Integration (default: the kubeconfig context's).
     #[arg(short = 'n', long, global = true)]
     pub namespace: Option<String>,
-    /// Admin URL of one worker (without --integration; default http://127.0.0.1:9090).
+    /// Admin URL of one worker (default http://127.0.0.1:9090; ignored with --integration).
     #[arg(long, global = true, env = ADMIN_URL_ENV)]
     pub url: Option<String>,
     /// File holding the admin token (required with --url; with --integration it replaces
@@ -96,6 +96,11 @@ async fn dlq(args: &DlqArgs) -> Result<(), String> {
     config.default_retry = false;
     let client = Client::try_from(config)
         .map_err(|e| format!("cannot reach the Kubernetes API (kubeconfig): {e}"))?;
+    if args.url.is_some() {
+        // Not a clap conflict: SWITCHBOARD_ADMIN_URL in the environment would refuse every
+        // --integration call.
+        eprintln!("note: --url (or {ADMIN_URL_ENV}) is ignored with --integration");
+    }
     let namespace =
         args.namespace.clone().unwrap_or_else(|| client.default_namespace().to_string());
     let token = match &args.token_file {

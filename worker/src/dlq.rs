@@ -230,7 +230,9 @@ pub async fn run_dlq_command<T: AdminTransport>(
     }
 }
 
-/// Ask each worker in turn; the first that does not answer 404 decides.
+/// Ask each worker in turn until one has the entry. A refused token (401, 403) or an entry
+/// that is already replayed (409) decides at once; a worker that fails otherwise (503 while
+/// it starts, unreachable) is reported only when no other worker has the entry.
 async fn find<'w, T: AdminTransport>(
     workers: &'w [T],
     method: Method,
@@ -238,24 +240,34 @@ async fn find<'w, T: AdminTransport>(
     body: Option<Value>,
     id: &str,
 ) -> Result<(&'w T, Value), String> {
-    let mut unreachable = Vec::new();
+    let mut failed = Vec::new();
     for worker in workers {
-        match worker.send(method.clone(), path, body.clone()).await {
-            Ok(response) if response.status == 404 && response.body["error"] == "not_found" => {}
-            Ok(response) => {
+        let response = match worker.send(method.clone(), path, body.clone()).await {
+            Ok(response) => response,
+            Err(e) => {
+                failed.push(format!("{}: {e}", worker.describe()));
+                continue;
+            }
+        };
+        match response.status {
+            404 if response.body["error"] == "not_found" => {}
+            200..=299 | 401 | 403 | 409 => {
                 return match response.into_result() {
                     Ok(body) => Ok((worker, body)),
                     Err(e) if workers.len() > 1 => Err(format!("{}: {e}", worker.describe())),
                     Err(e) => Err(e),
                 };
             }
-            Err(e) => unreachable.push(format!("{}: {e}", worker.describe())),
+            _ => {
+                let error = response.into_result().err().unwrap_or_default();
+                failed.push(format!("{}: {error}", worker.describe()));
+            }
         }
     }
     let asked: Vec<String> = workers.iter().map(AdminTransport::describe).collect();
     let mut message = format!("dead letter {id} not found (asked {})", asked.join(", "));
-    if !unreachable.is_empty() {
-        message.push_str(&format!("; unreachable: {}", unreachable.join("; ")));
+    if !failed.is_empty() {
+        message.push_str(&format!("; failed: {}", failed.join("; ")));
     }
     Err(message)
 }
@@ -453,6 +465,27 @@ mod tests {
             "replayed x 1 on w-1 as event e-9 (by alice)\n"
         );
         assert_eq!(workers[0].asked.lock().unwrap().len(), 2, "the first pod was asked first");
+
+        // A pod that cannot answer does not hide the entry on another.
+        let starting = FakeWorker::new(
+            "w-2",
+            &[(
+                "GET /v1/dead-letters/x%201",
+                503,
+                json!({"error": "not_ready", "message": "the dead-letter store is not open"}),
+            )],
+        );
+        let again =
+            FakeWorker::new("w-1", &[("GET /v1/dead-letters/x%201", 200, json!({"id": "x 1"}))]);
+        let mut out = Vec::new();
+        run_dlq_command(
+            &DlqCommand::Show { id: "x 1".into() },
+            false,
+            &[starting, again],
+            &mut out,
+        )
+        .await
+        .unwrap();
 
         let missing = run_dlq_command(
             &DlqCommand::Show { id: "nope".into() },

@@ -86,6 +86,13 @@ fn subresource_verbs(res: &Resource) -> Vec<(&'static str, Value, Vec<&'static s
             vec!["get", "patch", "update"],
         ));
     }
+    if res.kind == "Pod" && res.group.is_empty() {
+        subs.push((
+            "proxy",
+            json!({"group": "", "version": "v1", "kind": "PodProxyOptions"}),
+            vec!["create", "delete", "get", "patch", "update"],
+        ));
+    }
     if res.kind == "ServiceAccount" && res.group.is_empty() {
         subs.push((
             "token",

@@ -85,6 +85,7 @@ async fn handle(State(st): State<Arc<AppState>>, req: Request) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let query: Query = req.uri().query().map(url_decode_pairs).unwrap_or_default();
+    let raw_query = req.uri().query().map(str::to_string);
     let headers = req.headers().clone();
     let body = match axum::body::to_bytes(req.into_body(), 64 * 1024 * 1024).await {
         Ok(b) => b,
@@ -92,7 +93,7 @@ async fn handle(State(st): State<Arc<AppState>>, req: Request) -> Response {
             return error_response(&ApiError::BadRequest(format!("reading the request body: {e}")));
         }
     };
-    match route(&st, &method, &path, &query, &headers, body).await {
+    match route(&st, &method, &path, &query, raw_query.as_deref(), &headers, body).await {
         Ok(r) => r,
         Err(e) => {
             tracing::debug!(%method, %path, code = e.code(), "request failed");
@@ -185,6 +186,7 @@ async fn route(
     method: &Method,
     path: &str,
     query: &Query,
+    raw_query: Option<&str>,
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -196,6 +198,9 @@ async fn route(
         return Ok(ok_json(&crate::discovery::version()));
     }
     let user = authenticate(st, headers)?;
+    if let Some(target) = crate::proxy::parse_pod_proxy(path) {
+        return pod_proxy(st, &user, method, &target, raw_query, headers, body).await;
+    }
     let accept = header_str(headers, "accept");
     let reg = &st.core.registry;
     match segs.as_slice() {
@@ -638,6 +643,35 @@ fn review(
         body["metadata"] = json!({"creationTimestamp": null});
     }
     Ok(json_response(StatusCode::CREATED, Bytes::from(body.to_string()), "application/json", &[]))
+}
+
+/// `pods/<id>/proxy/...`: RBAC on the `proxy` subresource, then the request relayed to the pod.
+async fn pod_proxy(
+    st: &AppState,
+    user: &UserInfo,
+    method: &Method,
+    target: &crate::proxy::PodProxyPath,
+    raw_query: Option<&str>,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let verb = crate::proxy::proxy_verb(method).ok_or(ApiError::MethodNotAllowed)?;
+    let pods = st.core.registry.get("", "v1", "pods").ok_or(ApiError::NoRoute)?;
+    let attrs = Attributes {
+        verb: verb.into(),
+        group: String::new(),
+        resource: "pods".into(),
+        subresource: "proxy".into(),
+        name: target.id.clone(),
+        namespace: target.namespace.clone(),
+        path: String::new(),
+    };
+    if !authorize(&st.core.store, user, &attrs) {
+        let mut subject = pods.subject(&target.id);
+        subject.resource = "pods/proxy".into();
+        return Err(ApiError::Forbidden { subject, detail: attrs.denial(user) });
+    }
+    crate::proxy::pod_proxy(&st.core, target, method, raw_query, headers, body).await
 }
 
 /// `GET pods/<name>/log`: the container's output, whole or followed.

@@ -9,7 +9,7 @@
 //! server.
 //!
 //! ```text
-//!  kubectl / kube::Client ──HTTPS──▶ http (auth, RBAC, routing, tables, watch, pods/log)
+//!  kubectl / kube::Client ──HTTPS──▶ http (auth, RBAC, routing, tables, watch, pods/log, pods/proxy)
 //!                                      │
 //!                                      ▼
 //!        in-process controllers ──▶ api::Core (admission: schema, defaults, managedFields)
@@ -39,6 +39,7 @@ pub mod managed;
 pub mod openapi;
 pub mod patch;
 pub mod proto;
+pub mod proxy;
 pub mod rbac;
 pub mod resources;
 pub mod schema;

@@ -39,8 +39,9 @@ pub enum Command {
     Operator(OperatorArgs),
     /// Run a worker (inside worker pods), or one run of a Schedule with `run-once`.
     Worker(switchboard_worker::cli::WorkerArgs),
-    /// List, show and replay a running worker's dead letters.
-    Dlq(switchboard_worker::cli::DlqArgs),
+    /// List, show and replay dead letters: of every worker pod of an Integration (through the
+    /// Kubernetes API server), or of one worker by URL.
+    Dlq(crate::dlq::DlqArgs),
     /// Run Switchboard on this machine: a local cluster, the operator, and the given manifests.
     Dev(crate::dev::DevArgs),
 }
@@ -152,7 +153,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Worker(args) => {
             tokio_runtime().block_on(switchboard_worker::cli::run_worker(args))
         }
-        Command::Dlq(args) => tokio_runtime().block_on(switchboard_worker::cli::run_dlq(args)),
+        Command::Dlq(args) => tokio_runtime().block_on(crate::dlq::run(args)),
         Command::Dev(args) => crate::dev::run(args),
     }
 }

@@ -10,6 +10,7 @@ pub mod api;
 pub mod cli;
 pub mod controller;
 pub mod dev;
+pub mod dlq;
 pub mod governance;
 pub mod manifest;
 pub mod render;

@@ -507,8 +507,10 @@ async fn reconciling_an_unchanged_object_changes_nothing_and_deletion_cascades()
 #[tokio::test(flavor = "multi_thread")]
 async fn requests_outside_the_chart_rbac_are_forbidden() {
     let env = Env::start().await;
+    // Secrets: created (the workers' admin tokens), never changed or deleted.
     for (verb, resource) in [
-        ("create", "secrets"),
+        ("update", "secrets"),
+        ("patch", "secrets"),
         ("delete", "secrets"),
         ("create", "pods"),
         ("delete", "pods"),
@@ -526,6 +528,7 @@ async fn requests_outside_the_chart_rbac_are_forbidden() {
         ("list", "integrations", ""),
         ("patch", "integrations", "status"),
         ("watch", "secrets", ""),
+        ("create", "secrets", ""),
         ("patch", "deployments", ""),
         ("create", "events.events.k8s.io", ""),
     ] {
@@ -550,15 +553,7 @@ async fn requests_outside_the_chart_rbac_are_forbidden() {
         "no",
         "leases only in the operator's namespace"
     );
-    let denied = env.kubectl_as_operator(&[
-        "create",
-        "secret",
-        "generic",
-        "x",
-        "-n",
-        SYSTEM,
-        "--from-literal=a=b",
-    ]);
+    let denied = env.kubectl_as_operator(&["delete", "secret", "x", "-n", SYSTEM]);
     assert!(!denied.status.success());
     assert!(
         String::from_utf8_lossy(&denied.stderr).contains("forbidden"),

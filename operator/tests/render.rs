@@ -452,3 +452,81 @@ fn wrong_credential_types_and_invalid_schedules_are_refused() {
     assert_eq!(fields, vec!["spec.cron", "spec.timeZone"]);
     assert!(errors.0.iter().all(|e| e.reason == RenderErrorReason::InvalidSchedule));
 }
+
+/// What a worker pod says about its admin token.
+#[derive(Clone, Debug, PartialEq)]
+struct AdminTokenMount {
+    secret: String,
+    optional: Option<bool>,
+    mode: Option<i32>,
+    mount_path: String,
+    env: String,
+}
+
+/// The admin token volume, mount and env of a worker pod.
+fn admin_token_mount(pod: &PodSpec) -> Option<AdminTokenMount> {
+    let volume = pod.volumes.as_ref()?.iter().find(|v| v.name == "admin-token")?;
+    let secret = volume.secret.as_ref()?;
+    let items = secret.items.as_ref()?;
+    assert_eq!((items[0].key.as_str(), items[0].path.as_str()), ("token", "token"));
+    let container = &pod.containers[0];
+    let mount = container.volume_mounts.as_ref()?.iter().find(|m| m.name == "admin-token")?;
+    assert_eq!(mount.read_only, Some(true));
+    let env = container.env.as_ref()?.iter().find(|e| e.name == "SWITCHBOARD_ADMIN_TOKEN_FILE")?;
+    Some(AdminTokenMount {
+        secret: secret.secret_name.clone()?,
+        optional: secret.optional,
+        mode: secret.default_mode,
+        mount_path: mount.mount_path.clone(),
+        env: env.value.clone()?,
+    })
+}
+
+#[test]
+fn workers_mount_their_admin_token_and_find_it_through_the_env() {
+    let c = fixture();
+    let (_, pod) = deployment_pod(&c);
+    let expected = AdminTokenMount {
+        secret: "payments-to-ledger-worker-admin".into(),
+        optional: Some(true),
+        mode: Some(0o440),
+        mount_path: "/var/run/switchboard/admin".into(),
+        env: "/var/run/switchboard/admin/token".into(),
+    };
+    assert_eq!(admin_token_mount(&pod), Some(expected.clone()));
+    assert_eq!(render::admin_token_secret_name("payments-to-ledger"), expected.secret);
+
+    // The persistent-queue StatefulSet mounts it too; run-once Jobs serve no admin API.
+    let set = load("examples");
+    let c = render_named(&set, "acme-integrations", "order-invoicing");
+    let Workload::StatefulSet(sts) = &c.workload else { panic!("expected a StatefulSet") };
+    let pod = sts.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    assert_eq!(admin_token_mount(pod).unwrap().secret, "order-invoicing-worker-admin");
+    let refs = set.references("acme-integrations");
+    let hr = set.schedules.iter().find(|s| s.object.name_any() == "hr-nightly").unwrap();
+    let cron = render::render_schedule(&hr.object, &refs, &settings()).unwrap().cron_job;
+    let pod = cron.spec.unwrap().job_template.spec.unwrap().template.spec.unwrap();
+    assert_eq!(admin_token_mount(&pod), None);
+}
+
+#[test]
+fn the_admin_token_secret_is_owned_labelled_and_holds_only_the_token() {
+    let set = load("operator/tests/fixtures/render-webhook.yaml");
+    let refs = set.references("team-a");
+    let integration = &refs.integrations["payments-to-ledger"];
+    let token = secrecy::SecretString::from("canary-admin-token".to_string());
+    let secret = render::render_admin_token_secret(integration, &token);
+    let meta = &secret.metadata;
+    assert_eq!(meta.name.as_deref(), Some("payments-to-ledger-worker-admin"));
+    assert_eq!(meta.namespace.as_deref(), Some("team-a"));
+    let owner = &meta.owner_references.as_ref().unwrap()[0];
+    assert_eq!((owner.kind.as_str(), owner.name.as_str()), ("Integration", "payments-to-ledger"));
+    assert_eq!(owner.controller, Some(true));
+    let labels = meta.labels.as_ref().unwrap();
+    assert_eq!(labels["switchboard.dev/integration"], "payments-to-ledger");
+    assert_eq!(labels["switchboard.dev/owner-team"], "payments");
+    assert_eq!(labels["app.kubernetes.io/managed-by"], "switchboard-operator");
+    let data = secret.data.unwrap();
+    assert_eq!(data.keys().collect::<Vec<_>>(), ["token"]);
+    assert_eq!(data["token"].0, b"canary-admin-token");
+}

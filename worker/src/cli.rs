@@ -4,13 +4,10 @@
 //!  switchboard worker   --config FILE [--admin-token-file F] [--log-format json]   serve
 //!                       [--bind-address IP] [--root DIR]   (how switchboard dev runs it)
 //!  switchboard worker run-once --config FILE [--data-dir DIR]                       one run (Schedule Job)
-//!  switchboard dlq list   [--all] [--limit N]   --url http://worker:9090 --token-file F
-//!  switchboard dlq show   ID
-//!  switchboard dlq replay ID... [--by NAME]
 //! ```
 //!
-//! `dlq` talks to a running worker's admin API; it never opens the store itself, so it works
-//! the same against a pod (through `kubectl port-forward`) and a local `switchboard dev`.
+//! `switchboard dlq` (the client of the workers' dead-letter API) lives in [`crate::dlq`]; the
+//! `switchboard` binary adds how it finds an Integration's workers in a cluster.
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -90,51 +87,6 @@ pub enum WorkerCommand {
     /// Run the config's outbound call (or one pull of its source) once and exit: 0 on
     /// success, 1 on failure, with the message in the termination log.
     RunOnce,
-}
-
-/// `switchboard dlq`.
-#[derive(Args, Debug, Clone)]
-pub struct DlqArgs {
-    /// What to do.
-    #[command(subcommand)]
-    pub command: DlqCommand,
-    /// Admin URL of the worker.
-    #[arg(long, global = true, env = ADMIN_URL_ENV, default_value = "http://127.0.0.1:9090")]
-    pub url: String,
-    /// File holding the admin token.
-    #[arg(long, global = true, env = ADMIN_TOKEN_FILE_ENV)]
-    pub token_file: Option<PathBuf>,
-    /// Print JSON instead of a table.
-    #[arg(long, global = true)]
-    pub json: bool,
-}
-
-/// Subcommands of `switchboard dlq`.
-#[derive(Subcommand, Debug, Clone)]
-pub enum DlqCommand {
-    /// List dead letters, newest first.
-    List {
-        /// Include replayed ones.
-        #[arg(long)]
-        all: bool,
-        /// Most entries.
-        #[arg(long, default_value_t = 100)]
-        limit: usize,
-    },
-    /// Show one dead letter with its event and attempt history.
-    Show {
-        /// Dead-letter id.
-        id: String,
-    },
-    /// Put dead letters back into the queue; who and when are recorded.
-    Replay {
-        /// Dead-letter ids.
-        #[arg(required = true)]
-        ids: Vec<String>,
-        /// Who replays (default: $USER).
-        #[arg(long, env = "USER")]
-        by: Option<String>,
-    },
 }
 
 /// Install logging: `level` unless `RUST_LOG` says otherwise.
@@ -240,131 +192,4 @@ pub async fn run_worker(args: WorkerArgs) -> ExitCode {
             }
         }
     }
-}
-
-/// `switchboard dlq ...`.
-pub async fn run_dlq(args: DlqArgs) -> ExitCode {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    match dlq(&args).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("error: {message}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-async fn dlq(args: &DlqArgs) -> Result<(), String> {
-    let token_file = args.token_file.as_ref().ok_or_else(|| {
-        format!("the admin token is required: --token-file or {ADMIN_TOKEN_FILE_ENV}")
-    })?;
-    let token = std::fs::read_to_string(token_file)
-        .map_err(|e| format!("cannot read token file {}: {}", token_file.display(), e.kind()))?;
-    let token = token.trim().to_string();
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(std::time::Duration::from_secs(30))
-        .build()
-        .map_err(|e| e.to_string())?;
-    let base = args.url.trim_end_matches('/');
-    let send = |req: reqwest::RequestBuilder| {
-        let token = token.clone();
-        async move {
-            let response = req
-                .bearer_auth(token)
-                .send()
-                .await
-                .map_err(|e| format!("admin API unreachable: {e}"))?;
-            let status = response.status();
-            let body: serde_json::Value = response
-                .json()
-                .await
-                .map_err(|e| format!("admin API answered {status} without JSON: {e}"))?;
-            if !status.is_success() {
-                let message = body["message"].as_str().unwrap_or("request failed");
-                return Err(format!("{status}: {message}"));
-            }
-            Ok(body)
-        }
-    };
-    let mut out = std::io::stdout().lock();
-    match &args.command {
-        DlqCommand::List { all, limit } => {
-            let state = if *all { "all" } else { "pending" };
-            let body =
-                send(client.get(format!("{base}/v1/dead-letters?state={state}&limit={limit}")))
-                    .await?;
-            if args.json {
-                writeln!(
-                    out,
-                    "{}",
-                    serde_json::to_string_pretty(&body["items"]).unwrap_or_default()
-                )
-                .ok();
-                return Ok(());
-            }
-            writeln!(
-                out,
-                "{:<38} {:<21} {:<9} {:<22} {:>8}  MESSAGE",
-                "ID", "DEAD-LETTERED", "STATE", "REASON", "ATTEMPTS"
-            )
-            .ok();
-            for item in body["items"].as_array().into_iter().flatten() {
-                let at = item["deadLetteredAt"].as_str().unwrap_or_default();
-                writeln!(
-                    out,
-                    "{:<38} {:<21} {:<9} {:<22} {:>8}  {}",
-                    item["id"].as_str().unwrap_or_default(),
-                    at.get(..19).unwrap_or(at),
-                    item["state"].as_str().unwrap_or_default(),
-                    item["reason"].as_str().unwrap_or_default(),
-                    item["attempts"].as_u64().unwrap_or_default(),
-                    item["message"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .chars()
-                        .take(80)
-                        .collect::<String>(),
-                )
-                .ok();
-            }
-        }
-        DlqCommand::Show { id } => {
-            let body =
-                send(client.get(format!("{base}/v1/dead-letters/{}", encode_segment(id)))).await?;
-            writeln!(out, "{}", serde_json::to_string_pretty(&body).unwrap_or_default()).ok();
-        }
-        DlqCommand::Replay { ids, by } => {
-            let by = by.clone().unwrap_or_else(|| "unknown".into());
-            let mut failed = 0;
-            for id in ids {
-                let url = format!("{base}/v1/dead-letters/{}/replay", encode_segment(id));
-                match send(client.post(url).json(&serde_json::json!({"by": by}))).await {
-                    Ok(body) if args.json => {
-                        writeln!(out, "{body}").ok();
-                    }
-                    Ok(body) => {
-                        writeln!(
-                            out,
-                            "replayed {id} as event {} (by {by})",
-                            body["eventId"].as_str().unwrap_or_default()
-                        )
-                        .ok();
-                    }
-                    Err(e) => {
-                        failed += 1;
-                        eprintln!("error: {id}: {e}");
-                    }
-                }
-            }
-            if failed > 0 {
-                return Err(format!("{failed} of {} replays failed", ids.len()));
-            }
-        }
-    }
-    Ok(())
-}
-
-fn encode_segment(s: &str) -> String {
-    form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>().replace('+', "%20")
 }

@@ -30,6 +30,10 @@ pub const DATA_MOUNT_PATH: &str = "/var/lib/switchboard";
 pub const INBOUND_PORT: u16 = 8080;
 /// Port of `/livez`, `/readyz`, `/metrics`, `/status` and the dead-letter API.
 pub const ADMIN_PORT: u16 = 9090;
+/// Directory where the admin token Secret is mounted in worker pods.
+pub const ADMIN_TOKEN_MOUNT_PATH: &str = "/var/run/switchboard/admin";
+/// Key of the token in the admin token Secret, and its file name in the mount.
+pub const ADMIN_TOKEN_KEY: &str = "token";
 
 /// The whole configuration of one worker.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]

@@ -12,7 +12,8 @@
 //!
 //! The inbound half: [`inbound`] (webhook and API receivers, signature schemes, CloudEvents),
 //! [`transform`] (CEL filter and field map), [`queue`] (durable queue and dead letters),
-//! [`runtime`] (the worker process and its admin port) and [`cli`].
+//! [`runtime`] (the worker process and its admin port), [`cli`] and [`dlq`] (the client of the
+//! dead-letter API that `switchboard dlq` runs).
 //!
 //! The outbound half of the runtime:
 //!
@@ -37,6 +38,7 @@ pub mod config;
 pub mod credentials;
 pub mod database;
 pub mod delivery;
+pub mod dlq;
 pub mod email;
 pub mod health;
 pub mod import;

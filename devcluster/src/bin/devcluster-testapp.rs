@@ -4,7 +4,8 @@
 //! devcluster-testapp serve --port 8080 [--file PATH]... [--unhealthy]
 //!     listens on $DEVCLUSTER_POD_IP (or 127.0.0.1); GET /healthz answers 200 (500 with
 //!     --unhealthy), GET / answers {"greeting": $GREETING, "files": {PATH: content}},
-//!     GET /env/NAME answers the variable
+//!     GET /env/NAME answers the variable; any request to /echo/... answers
+//!     {"method", "path", "query", "headers", "body"} as it arrived (status 201 for POST)
 //! devcluster-testapp exit --code N [--message TEXT] [--termination-log PATH] [--sleep-ms MS]
 //!     prints a line, writes TEXT to the termination log and exits with N
 //! ```
@@ -118,6 +119,7 @@ fn serve(args: &[String]) -> ExitCode {
                         }
                     }),
                 )
+                .route("/echo/{*rest}", axum::routing::any(echo))
                 .route(
                     "/env/{name}",
                     get(|Path(name): Path<String>| async move {
@@ -132,4 +134,27 @@ fn serve(args: &[String]) -> ExitCode {
             }
         }
     })
+}
+
+/// Answer with the request as it arrived.
+async fn echo(request: axum::extract::Request) -> (StatusCode, axum::Json<serde_json::Value>) {
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
+    let headers: BTreeMap<String, String> = parts
+        .headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
+    let status =
+        if parts.method == axum::http::Method::POST { StatusCode::CREATED } else { StatusCode::OK };
+    (
+        status,
+        axum::Json(json!({
+            "method": parts.method.as_str(),
+            "path": parts.uri.path(),
+            "query": parts.uri.query(),
+            "headers": headers,
+            "body": String::from_utf8_lossy(&body),
+        })),
+    )
 }

@@ -265,6 +265,7 @@ async fn apply_children(
         role_binding,
         pod_disruption_budget,
     } = children;
+    super::admin_token::ensure_admin_token(ctx, integration).await?;
     apply_changed(ctx, &service_account).await?;
     apply_changed(ctx, &role).await?;
     apply_changed(ctx, &role_binding).await?;

@@ -12,6 +12,7 @@
 //! `error_policy` tells an invalid spec (wait for a change) from a transient failure (requeue
 //! with per-object exponential backoff).
 
+pub mod admin_token;
 pub mod apply;
 pub mod children;
 pub mod conditions;
@@ -56,6 +57,9 @@ pub enum Error {
     /// This replica does not hold the lease.
     #[error("not the leader")]
     NotLeader,
+    /// Something on this machine failed (retried with backoff).
+    #[error("internal: {0}")]
+    Internal(String),
 }
 
 impl Error {
@@ -67,6 +71,7 @@ impl Error {
             Error::Kube(kube::Error::Api(status)) if status.code == 403 => "forbidden",
             Error::Kube(_) => "api",
             Error::NotLeader => "not-leader",
+            Error::Internal(_) => "internal",
         }
     }
 }

@@ -326,7 +326,8 @@ pub async fn run(client: Client, settings: OperatorSettings) -> anyhow::Result<(
         PartialObjectMeta<ServiceAccount>,
         PartialObjectMeta<Role>,
         PartialObjectMeta<RoleBinding>,
-        PartialObjectMeta<PodDisruptionBudget>
+        PartialObjectMeta<PodDisruptionBudget>,
+        PartialObjectMeta<Secret>
     )
     .with_config(controller_config.clone())
     .graceful_shutdown_on(shutdown_signal())

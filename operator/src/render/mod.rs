@@ -10,10 +10,15 @@
 //!   Schedule ─────┴─▶ schedule ─────────────────▶ CronJob (+ ConfigMap for method calls)
 //! ```
 //!
+//! One more child is outside [`IntegrationChildren`]: the workers' admin token Secret
+//! ([`render_admin_token_secret`]), which holds a random value and so is created once by the
+//! controller rather than applied on every reconcile; the pod template mounts it by name.
+//!
 //! Nothing here does I/O: the operator fetches the referenced objects into [`References`]
 //! and applies what comes out; `switchboard render` does the same from files. Problems are
 //! collected, not short-circuited, so one run names every broken reference.
 
+mod admin_token;
 mod metadata;
 mod pod;
 mod rbac;
@@ -33,6 +38,7 @@ use serde::Serialize;
 
 use crate::api::{Credential, Integration, OutboundMessage};
 
+pub use admin_token::{admin_token_secret_name, render_admin_token_secret};
 pub use metadata::*;
 pub use schedule::render_schedule;
 pub use worker_config::{method_problem, render_worker_config};

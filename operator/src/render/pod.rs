@@ -3,7 +3,9 @@
 //! Pods meet the Pod Security Standards `restricted` profile: non-root, no privilege
 //! escalation, all capabilities dropped, RuntimeDefault seccomp, read-only root filesystem.
 //! The config hash and every credential's content hash are pod template annotations, so a
-//! config change or a Secret rotation rolls the workers.
+//! config change or a Secret rotation rolls the workers. Long-lived workers mount their
+//! Integration's admin token Secret (the dead-letter API's token) and find it through
+//! `SWITCHBOARD_ADMIN_TOKEN_FILE`; it is no annotation, since a new token needs no restart.
 
 use std::collections::BTreeMap;
 
@@ -17,6 +19,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use switchboard_worker::config as contract;
+use switchboard_worker::runtime::admin::ADMIN_TOKEN_FILE_ENV;
 
 use super::metadata::{ANNOTATION_CONFIG_HASH, credential_annotation};
 use super::worker_config::WorkerMounts;
@@ -48,7 +51,12 @@ pub(crate) struct PodParts<'a> {
     pub api_access: bool,
     /// Where the queue lives: a pod volume, or a claim template of a StatefulSet.
     pub data_volume: Option<Volume>,
+    /// The Secret holding the admin token of the dead-letter API (long-lived workers only).
+    pub admin_token_secret: Option<&'a str>,
 }
+
+/// Name of the volume holding the admin token.
+pub const ADMIN_TOKEN_VOLUME: &str = "admin-token";
 
 /// Default requests and limits of a worker container.
 pub fn default_resources() -> ResourceRequirements {
@@ -239,6 +247,50 @@ pub(crate) fn worker_pod_template(parts: PodParts<'_>) -> PodTemplateSpec {
         });
     }
 
+    let mut env = vec![
+        field_env("POD_NAME", "metadata.name"),
+        field_env("POD_NAMESPACE", "metadata.namespace"),
+        EnvVar {
+            name: "RUST_LOG".into(),
+            value: Some(parts.workers.log_level.clone()),
+            ..EnvVar::default()
+        },
+    ];
+    if let Some(secret) = parts.admin_token_secret {
+        // Optional: the data path never waits for the admin API's Secret. The operator
+        // creates it before the workers; if it is deleted, the operator recreates it and the
+        // kubelet updates the file, which the worker re-reads on every admin request.
+        volumes.push(Volume {
+            name: ADMIN_TOKEN_VOLUME.into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret.into()),
+                default_mode: Some(0o440),
+                optional: Some(true),
+                items: Some(vec![KeyToPath {
+                    key: contract::ADMIN_TOKEN_KEY.into(),
+                    path: contract::ADMIN_TOKEN_KEY.into(),
+                    ..KeyToPath::default()
+                }]),
+            }),
+            ..Volume::default()
+        });
+        volume_mounts.push(VolumeMount {
+            name: ADMIN_TOKEN_VOLUME.into(),
+            mount_path: contract::ADMIN_TOKEN_MOUNT_PATH.into(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+        env.push(EnvVar {
+            name: ADMIN_TOKEN_FILE_ENV.into(),
+            value: Some(format!(
+                "{}/{}",
+                contract::ADMIN_TOKEN_MOUNT_PATH,
+                contract::ADMIN_TOKEN_KEY
+            )),
+            ..EnvVar::default()
+        });
+    }
+
     let mut ports = Vec::new();
     if parts.inbound {
         ports.push(ContainerPort {
@@ -263,15 +315,7 @@ pub(crate) fn worker_pod_template(parts: PodParts<'_>) -> PodTemplateSpec {
         image_pull_policy: Some("IfNotPresent".into()),
         command: Some(vec!["switchboard".into()]),
         args: Some(parts.args),
-        env: Some(vec![
-            field_env("POD_NAME", "metadata.name"),
-            field_env("POD_NAMESPACE", "metadata.namespace"),
-            EnvVar {
-                name: "RUST_LOG".into(),
-                value: Some(parts.workers.log_level.clone()),
-                ..EnvVar::default()
-            },
-        ]),
+        env: Some(env),
         ports: (!ports.is_empty()).then_some(ports),
         liveness_probe: parts.server.then(|| http_probe("/livez", 10, 3)),
         readiness_probe: parts.server.then(|| http_probe("/readyz", 5, 2)),

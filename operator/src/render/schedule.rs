@@ -225,6 +225,7 @@ fn render_cron_job(schedule: &Schedule, settings: &RenderSettings, inputs: &JobI
         server: false,
         api_access: inputs.api_access,
         data_volume: Some(empty_dir_data_volume(&inputs.workers.queue.size)),
+        admin_token_secret: None,
     });
     CronJob {
         // Job names add 11 characters to the CronJob's name; keep the total within 63.

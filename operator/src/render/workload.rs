@@ -17,6 +17,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 use switchboard_worker::config as contract;
 
+use super::admin_token::admin_token_secret_name;
 use super::metadata::{child_meta, child_name, integration_labels, selector_labels, sha256_hex};
 use super::pod::{DATA_VOLUME, PodParts, empty_dir_data_volume, worker_pod_template};
 use super::rbac::{render_role, render_role_binding, render_service_account};
@@ -83,6 +84,7 @@ pub fn render_integration(
         server: true,
         api_access: false,
         data_volume: (!persistent).then(|| empty_dir_data_volume(&spec.workers.queue.size)),
+        admin_token_secret: Some(&admin_token_secret_name(&name)),
     });
     let label_selector =
         LabelSelector { match_labels: Some(selector.clone()), ..LabelSelector::default() };

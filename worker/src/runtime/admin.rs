@@ -11,8 +11,11 @@
 //! | `POST /v1/dead-letters/{id}/replay` `{"by": "name"}` | admin token | re-queued; who and when recorded |
 //!
 //! Dead letters hold event bodies, which may be personal data, so their routes need
-//! `Authorization: Bearer <token>` matching the admin token file (re-read on each request, so
-//! it can be rotated). Without a token file they answer 403.
+//! `Authorization: Bearer <token>` or `X-Switchboard-Admin-Token: <token>` matching the admin
+//! token file (re-read on each request, so it can be rotated). Without a token file they answer
+//! 403. The second header exists for requests through the Kubernetes API server's
+//! `pods/proxy`: the API server consumes `Authorization` (its own credentials) and does not
+//! forward it, but passes other headers on. The token is never logged.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -35,6 +38,8 @@ use crate::status::{STATUS_API_VERSION, StatusCounters, WorkerStatus};
 
 /// Environment variable naming the admin token file.
 pub const ADMIN_TOKEN_FILE_ENV: &str = "SWITCHBOARD_ADMIN_TOKEN_FILE";
+/// Header carrying the admin token where `Authorization` cannot (through an API server proxy).
+pub const ADMIN_TOKEN_HEADER: &str = "x-switchboard-admin-token";
 
 /// What the admin server reads.
 pub struct AdminState {
@@ -182,12 +187,7 @@ fn check_token(s: &AdminState, headers: &HeaderMap) -> Result<(), Denied> {
         )
     })?;
     let expected = String::from_utf8_lossy(&expected).trim().to_string();
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .unwrap_or_default();
+    let presented = presented_token(headers);
     if expected.is_empty()
         || presented.len() != expected.len()
         || !bool::from(presented.as_bytes().ct_eq(expected.as_bytes()))
@@ -199,6 +199,18 @@ fn check_token(s: &AdminState, headers: &HeaderMap) -> Result<(), Denied> {
         ));
     }
     Ok(())
+}
+
+/// The token a request presents: `Authorization: Bearer`, else the admin token header.
+fn presented_token(headers: &HeaderMap) -> &str {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    bearer
+        .or_else(|| headers.get(ADMIN_TOKEN_HEADER).and_then(|v| v.to_str().ok()))
+        .map(str::trim)
+        .unwrap_or_default()
 }
 
 /// The dead-letter store, for a request that carries the admin token.
@@ -301,5 +313,22 @@ async fn replay_dead_letter(
                 .into_response()
         }
         Err(e) => queue_error(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_comes_from_the_bearer_or_the_admin_header() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(presented_token(&headers), "");
+        headers.insert(ADMIN_TOKEN_HEADER, " via-proxy ".parse().unwrap());
+        assert_eq!(presented_token(&headers), "via-proxy");
+        headers.insert(header::AUTHORIZATION, "Bearer direct".parse().unwrap());
+        assert_eq!(presented_token(&headers), "direct", "Authorization wins when present");
+        headers.insert(header::AUTHORIZATION, "Basic eDp5".parse().unwrap());
+        assert_eq!(presented_token(&headers), "via-proxy");
     }
 }

@@ -147,6 +147,8 @@ pub struct Core {
     pub store: Arc<Store>,
     /// The served resources.
     pub registry: Registry,
+    /// Cluster IPs handed out to Services.
+    pub cluster_ips: crate::services::ClusterIps,
 }
 
 fn now() -> String {
@@ -259,7 +261,8 @@ fn decode_continue(token: &str) -> Result<(String, String), ApiError> {
 impl Core {
     /// A core over a store with the built-in resources (and the CRDs found in the store).
     pub fn new(store: Arc<Store>) -> Self {
-        let core = Core { store, registry: Registry::with_builtins() };
+        let core =
+            Core { store, registry: Registry::with_builtins(), cluster_ips: Default::default() };
         let crd_key = ResourceKey::new("apiextensions.k8s.io", "customresourcedefinitions");
         for (_, _, obj) in core.store.list(&crd_key, None, None).1 {
             if let Ok(crd) = serde_json::from_value(obj.value()) {

@@ -30,35 +30,57 @@ use crate::store::EventType;
 const FIRST: u32 = u32::from_be_bytes([127, 96, 0, 1]);
 const LAST: u32 = u32::from_be_bytes([127, 103, 255, 254]);
 
+/// Cluster IPs handed out, like the API server's allocator: filled from the stored Services
+/// once, then kept in memory, so that creating a Service costs no list of all Services (that
+/// made each create O(Services) and 10,000 of them quadratic). Addresses of deleted Services
+/// return to the pool when the set is rebuilt from the store, at most once a minute.
+#[derive(Default)]
+pub struct ClusterIps {
+    used: Mutex<Option<(std::time::Instant, std::collections::HashSet<u32>)>>,
+}
+
+const REBUILD_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Picks a cluster IP for a new Service: random in `127.96.0.0/13`, not used by another
 /// Service of this cluster, and with its ports bindable.
 pub fn allocate_cluster_ip(core: &Core, service: &Value) -> String {
-    let key = ResourceKey::new("", "services");
-    let used: std::collections::HashSet<String> = core
-        .store
-        .list(&key, None, None)
-        .1
-        .into_iter()
-        .filter_map(|(_, _, o)| {
-            o.value().pointer("/spec/clusterIP").and_then(Value::as_str).map(str::to_string)
-        })
-        .collect();
+    let mut guard = core.cluster_ips.used.lock().expect("cluster IP lock");
+    let stale = guard.as_ref().is_none_or(|(built, _)| built.elapsed() > REBUILD_AFTER);
+    if stale {
+        let key = ResourceKey::new("", "services");
+        let used = core
+            .store
+            .list(&key, None, None)
+            .1
+            .into_iter()
+            .filter_map(|(_, _, o)| {
+                let ip = o.value().pointer("/spec/clusterIP").and_then(Value::as_str)?.parse();
+                ip.ok().map(|ip: Ipv4Addr| u32::from(ip))
+            })
+            .collect();
+        *guard = Some((std::time::Instant::now(), used));
+    }
+    let used = &mut guard.as_mut().expect("just built").1;
     let ports: Vec<u16> = ports_of(service).iter().map(|p| p.port).collect();
     let span = LAST - FIRST;
+    let mut chosen = FIRST;
     for attempt in 0..256u32 {
         let r =
             u32::from_le_bytes(uuid::Uuid::new_v4().as_bytes()[..4].try_into().unwrap_or_default());
-        let ip = Ipv4Addr::from(FIRST + r % span);
-        let last = ip.octets()[3];
-        if last == 0 || last == 255 || used.contains(&ip.to_string()) {
+        let candidate = FIRST + r % span;
+        let last = Ipv4Addr::from(candidate).octets()[3];
+        if last == 0 || last == 255 || used.contains(&candidate) {
             continue;
         }
+        let ip = Ipv4Addr::from(candidate);
         let free = ports.iter().all(|p| bind_port(ip, *p).is_some());
         if free || attempt == 255 {
-            return ip.to_string();
+            chosen = candidate;
+            break;
         }
     }
-    Ipv4Addr::from(FIRST).to_string()
+    used.insert(chosen);
+    Ipv4Addr::from(chosen).to_string()
 }
 
 /// A Service port.

@@ -92,14 +92,16 @@ pub struct Stores {
 impl Stores {
     /// A cached Credential, typed, when it exists and reads.
     pub fn credential(&self, namespace: &str, name: &str) -> Option<Credential> {
-        self.credentials.get(&ObjectRef::new(name).within(namespace)).and_then(|c| c.typed().ok())
+        self.credentials
+            .get(&ObjectRef::new(name).within(namespace))
+            .and_then(|c| c.typed_cached().ok())
     }
 
     /// A cached OutboundMessage, typed, when it exists and reads.
     pub fn outbound_message(&self, namespace: &str, name: &str) -> Option<OutboundMessage> {
         self.outbound_messages
             .get(&ObjectRef::new(name).within(namespace))
-            .and_then(|c| c.typed().ok())
+            .and_then(|c| c.typed_cached().ok())
     }
 
     /// A cached Integration, typed, when it exists and reads.

@@ -7,6 +7,7 @@
 
 use std::borrow::Cow;
 use std::marker::PhantomData;
+use std::sync::{Arc, OnceLock};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
@@ -26,6 +27,9 @@ pub struct Unchecked<K> {
     /// The status, as stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<Value>,
+    /// The typed object, read once on first use (cached objects are shared and immutable).
+    #[serde(skip)]
+    typed: OnceLock<Result<Arc<K>, String>>,
     #[serde(skip)]
     kind: PhantomData<fn() -> K>,
 }
@@ -42,6 +46,7 @@ impl<K> Clone for Unchecked<K> {
             metadata: self.metadata.clone(),
             spec: self.spec.clone(),
             status: self.status.clone(),
+            typed: OnceLock::new(),
             kind: PhantomData,
         }
     }
@@ -67,24 +72,47 @@ impl<K: Resource<DynamicType = ()>> Resource for Unchecked<K> {
         &self.metadata
     }
     fn meta_mut(&mut self) -> &mut ObjectMeta {
+        // The typed copy would no longer match.
+        self.typed = OnceLock::new();
         &mut self.metadata
     }
 }
 
-impl<K: Resource<DynamicType = ()> + DeserializeOwned> Unchecked<K> {
+impl<K: Resource<DynamicType = ()> + DeserializeOwned + Clone> Unchecked<K> {
     /// The typed object, or a message naming the field that could not be read.
     pub fn typed(&self) -> Result<K, String> {
-        let value = serde_json::json!({
-            "apiVersion": K::api_version(&()),
-            "kind": K::kind(&()),
-            "metadata": self.metadata,
-            "spec": self.spec,
-            "status": self.status,
-        });
-        serde_path_to_error::deserialize(&value).map_err(|e| {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct View<'a> {
+            api_version: Cow<'a, str>,
+            kind: Cow<'a, str>,
+            metadata: &'a ObjectMeta,
+            spec: &'a Value,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            status: &'a Option<Value>,
+        }
+        // Through JSON text rather than a Value tree: an order of magnitude fewer allocations.
+        let view = View {
+            api_version: K::api_version(&()),
+            kind: K::kind(&()),
+            metadata: &self.metadata,
+            spec: &self.spec,
+            status: &self.status,
+        };
+        let text = serde_json::to_vec(&view).map_err(|e| e.to_string())?;
+        let mut deserializer = serde_json::Deserializer::from_slice(&text);
+        serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
             let path = e.path().to_string();
             format!("{path}: {}", e.into_inner())
         })
+    }
+
+    /// [`Self::typed`], read once per object and then cloned: for the few Credentials and
+    /// OutboundMessages that every Integration reconcile looks up. (Not for Integrations:
+    /// a typed copy of each would double the cache's memory.)
+    pub fn typed_cached(&self) -> Result<K, String> {
+        let typed = self.typed.get_or_init(|| self.typed().map(Arc::new));
+        typed.as_ref().map(|k| K::clone(k)).map_err(Clone::clone)
     }
 }
 

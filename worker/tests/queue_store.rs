@@ -151,3 +151,40 @@ async fn a_corrupt_store_is_an_error_not_a_crash() {
     let err = Queue::open(dir.path(), QueueSettings::default()).err().expect("refused");
     assert_eq!(err.category(), "storage");
 }
+
+/// Whether the dispatcher's wake-up is pending (a permit stored by `notify_one`).
+async fn woken(queue: &Queue) -> bool {
+    tokio::time::timeout(std::time::Duration::from_millis(50), queue.notify().notified())
+        .await
+        .is_ok()
+}
+
+#[tokio::test]
+async fn events_handed_over_in_memory_do_not_send_the_dispatcher_to_the_store() {
+    use switchboard_worker::inbound::{AcceptedEvent, EventSink, SinkOutcome};
+    use switchboard_worker::runtime::delivery::QueueSink;
+
+    let dir = tempfile::tempdir().unwrap();
+    let queue = Queue::open(dir.path(), QueueSettings::default()).unwrap();
+    // A plain enqueue wakes the dispatcher; an unannounced one does not.
+    queue.enqueue(event("e0", None)).await.unwrap();
+    assert!(woken(&queue).await, "an enqueue must wake the dispatcher");
+    queue.enqueue_unannounced(&event("e1", None)).await.unwrap();
+    assert!(!woken(&queue).await, "an unannounced enqueue woke the dispatcher");
+
+    // The sink hands the stored event over in memory, without a wake-up...
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+    let sink = QueueSink { queue: queue.clone(), fast: Some(tx) };
+    let accepted = |id: &str| AcceptedEvent { event: event(id, None), body: serde_json::json!({}) };
+    assert_eq!(sink.accept(accepted("e2")).await, SinkOutcome::Queued);
+    assert!(!woken(&queue).await, "an event handed over in memory woke the dispatcher");
+    // ...and when the inlet is full, the event is stored and the dispatcher woken to scan.
+    assert_eq!(sink.accept(accepted("e3")).await, SinkOutcome::Queued);
+    assert!(woken(&queue).await, "an event the inlet refused must wake the dispatcher");
+    let (seq, handed, _) = rx.recv().await.unwrap();
+    assert_eq!(handed.id, "e2");
+    let stored: Vec<String> =
+        queue.pending_after(0, 10).unwrap().into_iter().map(|(_, e)| e.id).collect();
+    assert_eq!(stored, ["e0", "e1", "e2", "e3"]);
+    assert_eq!(queue.pending_after(seq - 1, 1).unwrap()[0].1.id, "e2");
+}

@@ -52,6 +52,7 @@ use crate::outbound::http::{
     HttpClients, TlsProfile, describe_reqwest_error, find_source, read_limited, redaction_forms,
     sanitize_excerpt,
 };
+pub use crate::outbound::request::CompiledCall;
 use crate::outbound::request::{BodyKind, PreparedRequest, RequestError, check_call, prepare};
 use crate::outbound::{soap, xml::XmlLimits};
 
@@ -505,12 +506,34 @@ impl Outbound {
         delivery_id: &str,
         response_limit: Option<usize>,
     ) -> DeliveryOutcome {
+        self.deliver_rendered(call, prepare(call, vars), delivery_id, response_limit).await
+    }
+
+    /// [`Outbound::deliver`] with the call parsed beforehand ([`CompiledCall::compile`] of
+    /// the same `call`), as a worker does for each of its targets.
+    pub async fn deliver_compiled(
+        &self,
+        call: &OutboundCall,
+        compiled: &CompiledCall,
+        vars: &BTreeMap<String, String>,
+        delivery_id: &str,
+    ) -> DeliveryOutcome {
+        self.deliver_rendered(call, compiled.render(call, vars), delivery_id, None).await
+    }
+
+    async fn deliver_rendered(
+        &self,
+        call: &OutboundCall,
+        rendered: Result<PreparedRequest, RequestError>,
+        delivery_id: &str,
+        response_limit: Option<usize>,
+    ) -> DeliveryOutcome {
         let started = Instant::now();
         let key = idempotency_key(delivery_id);
         let policy = &call.endpoint.retry;
         let max_attempts = policy.max_attempts.max(1);
         let mut attempts = Vec::new();
-        let outcome = match prepare(call, vars) {
+        let outcome = match rendered {
             Err(error) => DeliveryOutcome::Failed { failure: request_failure(&error), attempts },
             Ok(prepared) => loop {
                 let number = attempts.len() as u32 + 1;

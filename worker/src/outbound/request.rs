@@ -376,87 +376,117 @@ fn http_method(method: &MethodConfig) -> Result<reqwest::Method, RequestError> {
     }
 }
 
-/// Render a call with the event's variables.
+/// Render a call with the event's variables (parsing it first; see [`CompiledCall`] to parse
+/// once and render many times).
 pub fn prepare(
     call: &OutboundCall,
     supplied: &BTreeMap<String, String>,
 ) -> Result<PreparedRequest, RequestError> {
-    let endpoint = parse_endpoint(&call.endpoint.url)?;
-    let method = http_method(&call.method)?;
-    let templates = parse_method(call)?;
-    let vars = Variables::new(&call.method.variables, &call.variables, supplied);
-    let render = |part: &str, template: &Template| {
-        template
-            .render(&vars)
-            .map_err(|source| RequestError::Template { part: part.to_string(), source })
-    };
+    CompiledCall::compile(call)?.render(call, supplied)
+}
 
-    let path = render("path", &templates.path)?;
-    let mut query = Vec::new();
-    for (name, template) in &templates.query {
-        let key =
-            percent_encoding::utf8_percent_encode(name, super::template::COMPONENT).to_string();
-        query.push((key, render(&format!("query {name:?}"), template)?));
+/// A call's endpoint URL, HTTP method and templates, parsed and checked once (a target's at
+/// start-up), then rendered for each delivery: parsing the URL and the templates again for
+/// every event cost more than rendering them.
+pub struct CompiledCall {
+    endpoint: url::Url,
+    method: reqwest::Method,
+    templates: MethodTemplates,
+}
+
+impl CompiledCall {
+    /// Parse and check `call`.
+    pub fn compile(call: &OutboundCall) -> Result<CompiledCall, RequestError> {
+        Ok(CompiledCall {
+            endpoint: parse_endpoint(&call.endpoint.url)?,
+            method: http_method(&call.method)?,
+            templates: parse_method(call)?,
+        })
     }
-    let mut headers = HeaderMap::new();
-    for (name, template) in &templates.headers {
-        let value = render(&format!("header {:?}", name.as_str()), template)?;
-        let value = HeaderValue::from_str(&value).map_err(|_| RequestError::Template {
-            part: format!("header {:?}", name.as_str()),
-            source: TemplateError::ForbiddenCharacter {
-                name: name.as_str().to_string(),
-                context: "header",
-                what: "character not allowed in a header",
-            },
-        })?;
-        headers.insert(name.clone(), value);
-    }
-    if let Some(content_type) = &templates.content_type {
-        headers.insert(
-            CONTENT_TYPE,
-            HeaderValue::from_str(content_type).map_err(|_| RequestError::Method {
-                method: call.method.name.clone(),
-                reason: "content type is not a header value".into(),
-            })?,
-        );
-    }
-    if let Some(action) = &templates.soap_action {
-        headers.insert(
-            HeaderName::from_static("soapaction"),
-            HeaderValue::from_str(&format!("\"{action}\"")).map_err(|_| RequestError::Method {
-                method: call.method.name.clone(),
-                reason: "soapAction is not a header value".into(),
-            })?,
-        );
-    }
-    let body = match (&templates.body, templates.body_kind) {
-        (Some(template), Some(kind)) => {
-            let rendered = render("body", template)?;
-            let bytes = match kind {
-                BodyKind::Soap(version) => {
-                    let envelope = soap::envelope(version, &rendered);
-                    check_well_formed(envelope.as_bytes(), &XmlLimits::default())?;
-                    envelope.into_bytes()
-                }
-                BodyKind::Xml => {
-                    check_well_formed(rendered.as_bytes(), &XmlLimits::default())?;
-                    rendered.into_bytes()
-                }
-                _ => rendered.into_bytes(),
-            };
-            Some(bytes)
+
+    /// Render the call with the event's variables; `call` must be the one compiled.
+    pub fn render(
+        &self,
+        call: &OutboundCall,
+        supplied: &BTreeMap<String, String>,
+    ) -> Result<PreparedRequest, RequestError> {
+        let templates = &self.templates;
+        let vars = Variables::new(&call.method.variables, &call.variables, supplied);
+        let render = |part: &str, template: &Template| {
+            template
+                .render(&vars)
+                .map_err(|source| RequestError::Template { part: part.to_string(), source })
+        };
+
+        let path = render("path", &templates.path)?;
+        let mut query = Vec::new();
+        for (name, template) in &templates.query {
+            let key =
+                percent_encoding::utf8_percent_encode(name, super::template::COMPONENT).to_string();
+            query.push((key, render(&format!("query {name:?}"), template)?));
         }
-        _ => None,
-    };
-    Ok(PreparedRequest {
-        method,
-        endpoint,
-        path,
-        query,
-        headers,
-        body,
-        body_kind: templates.body_kind,
-    })
+        let mut headers = HeaderMap::new();
+        for (name, template) in &templates.headers {
+            let value = render(&format!("header {:?}", name.as_str()), template)?;
+            let value = HeaderValue::from_str(&value).map_err(|_| RequestError::Template {
+                part: format!("header {:?}", name.as_str()),
+                source: TemplateError::ForbiddenCharacter {
+                    name: name.as_str().to_string(),
+                    context: "header",
+                    what: "character not allowed in a header",
+                },
+            })?;
+            headers.insert(name.clone(), value);
+        }
+        if let Some(content_type) = &templates.content_type {
+            headers.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_str(content_type).map_err(|_| RequestError::Method {
+                    method: call.method.name.clone(),
+                    reason: "content type is not a header value".into(),
+                })?,
+            );
+        }
+        if let Some(action) = &templates.soap_action {
+            headers.insert(
+                HeaderName::from_static("soapaction"),
+                HeaderValue::from_str(&format!("\"{action}\"")).map_err(|_| {
+                    RequestError::Method {
+                        method: call.method.name.clone(),
+                        reason: "soapAction is not a header value".into(),
+                    }
+                })?,
+            );
+        }
+        let body = match (&templates.body, templates.body_kind) {
+            (Some(template), Some(kind)) => {
+                let rendered = render("body", template)?;
+                let bytes = match kind {
+                    BodyKind::Soap(version) => {
+                        let envelope = soap::envelope(version, &rendered);
+                        check_well_formed(envelope.as_bytes(), &XmlLimits::default())?;
+                        envelope.into_bytes()
+                    }
+                    BodyKind::Xml => {
+                        check_well_formed(rendered.as_bytes(), &XmlLimits::default())?;
+                        rendered.into_bytes()
+                    }
+                    _ => rendered.into_bytes(),
+                };
+                Some(bytes)
+            }
+            _ => None,
+        };
+        Ok(PreparedRequest {
+            method: self.method.clone(),
+            endpoint: self.endpoint.clone(),
+            path,
+            query,
+            headers,
+            body,
+            body_kind: templates.body_kind,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -521,6 +551,28 @@ mod tests {
             p.url(None, Some(("api key", "k&1"))).unwrap().as_str(),
             "https://api.example.com/v2/items/a%20b?q=a%20b&api%20key=k%261"
         );
+    }
+
+    #[test]
+    fn a_compiled_call_renders_each_event_like_a_fresh_prepare() {
+        let c = call(
+            "https://api.example.com/v2/",
+            "rest",
+            method("/items/${v}", Some(r#"{"v":"${v}"}"#)),
+        );
+        let compiled = CompiledCall::compile(&c).unwrap();
+        for value in ["a b", "x\"y", "ü/?#"] {
+            let vars = BTreeMap::from([("v".to_string(), value.to_string())]);
+            let (once, fresh) = (compiled.render(&c, &vars).unwrap(), prepare(&c, &vars).unwrap());
+            assert_eq!(once.url(None, None).unwrap(), fresh.url(None, None).unwrap());
+            assert_eq!(once.headers, fresh.headers);
+            assert_eq!(once.body, fresh.body);
+            assert_eq!(once.method, fresh.method);
+        }
+        // A value the template refuses is refused per event, as before.
+        let vars = BTreeMap::from([("v".to_string(), "a\r\nX-Evil: 1".to_string())]);
+        assert_eq!(compiled.render(&c, &vars).err(), prepare(&c, &vars).err());
+        assert!(compiled.render(&c, &vars).is_err());
     }
 
     #[test]

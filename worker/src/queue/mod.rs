@@ -296,14 +296,46 @@ impl From<&DeadLetter> for DeadLetterSummary {
 type Reply<T> = oneshot::Sender<Result<T, QueueError>>;
 
 enum Op {
-    Enqueue { event: Box<QueuedEvent>, dedup_until: Option<u64>, reply: Reply<u64> },
-    Remember { source_id: String, until: u64 },
-    Update { seq: u64, event: Box<QueuedEvent> },
-    Complete { seq: u64, how: Completion, retries: u64, reply: Option<Reply<()>> },
-    DeadLetter { seq: Option<u64>, dead: Box<DeadLetter>, retries: u64, reply: Reply<()> },
-    Replay { id: String, by: String, now: DateTime<Utc>, reply: Reply<String> },
-    Prune { now_ms: u64, reply: Option<Reply<()>> },
-    Flush { reply: Reply<()> },
+    Enqueue {
+        record: Vec<u8>,
+        source_id: Option<String>,
+        dedup_until: Option<u64>,
+        announce: bool,
+        reply: Reply<u64>,
+    },
+    Remember {
+        source_id: String,
+        until: u64,
+    },
+    Update {
+        seq: u64,
+        event: Box<QueuedEvent>,
+    },
+    Complete {
+        seq: u64,
+        how: Completion,
+        retries: u64,
+        reply: Option<Reply<()>>,
+    },
+    DeadLetter {
+        seq: Option<u64>,
+        dead: Box<DeadLetter>,
+        retries: u64,
+        reply: Reply<()>,
+    },
+    Replay {
+        id: String,
+        by: String,
+        now: DateTime<Utc>,
+        reply: Reply<String>,
+    },
+    Prune {
+        now_ms: u64,
+        reply: Option<Reply<()>>,
+    },
+    Flush {
+        reply: Reply<()>,
+    },
 }
 
 impl Op {
@@ -432,9 +464,24 @@ impl Queue {
     /// Store an accepted event; returns once it is on disk, with its sequence number. The
     /// sender id, if any, is remembered in the same transaction.
     pub async fn enqueue(&self, event: QueuedEvent) -> Result<u64, QueueError> {
+        self.store(&event, true).await
+    }
+
+    /// Like [`Queue::enqueue`], but the commit does not wake [`Queue::notify`]'s waiter: for a
+    /// caller that hands the event to the dispatcher in memory, and wakes it itself when it
+    /// cannot. Otherwise every commit would send the dispatcher to re-read, from the store,
+    /// the events already on their way to it. The caller keeps the event.
+    pub async fn enqueue_unannounced(&self, event: &QueuedEvent) -> Result<u64, QueueError> {
+        self.store(event, false).await
+    }
+
+    async fn store(&self, event: &QueuedEvent, announce: bool) -> Result<u64, QueueError> {
         let dedup_until =
             event.source_id.as_ref().map(|_| now_ms() + self.inner.settings.dedup_ttl_ms);
-        self.call(|reply| Op::Enqueue { event: Box::new(event), dedup_until, reply }).await
+        // Encoded here, on the caller's thread: the single writer thread only writes.
+        let record = encode_event(event);
+        let source_id = event.source_id.clone();
+        self.call(|reply| Op::Enqueue { record, source_id, dedup_until, announce, reply }).await
     }
 
     /// Remember a sender id of an event delivered synchronously.
@@ -674,7 +721,7 @@ impl Writer {
         let op_count = ops.len() as u64;
         let mut answers = Vec::with_capacity(ops.len());
         let mut deltas = Deltas::default();
-        let mut enqueued = false;
+        let mut announce = false;
         let result = (|| -> Result<(), String> {
             let mut txn = self.db.begin_write().map_err(|e| e.to_string())?;
             txn.set_durability(if durable { Durability::Immediate } else { Durability::None })
@@ -706,8 +753,8 @@ impl Writer {
                     next_dead: &mut next_dead,
                 };
                 for op in ops {
-                    if let Op::Enqueue { .. } | Op::Replay { .. } = op {
-                        enqueued = true;
+                    if let Op::Enqueue { announce: true, .. } | Op::Replay { .. } = op {
+                        announce = true;
                     }
                     if let Some(answer) =
                         self.apply(op, &mut tables, &mut deltas).map_err(|e| e.to_string())?
@@ -740,7 +787,7 @@ impl Writer {
                 for a in answers {
                     a.send();
                 }
-                if enqueued {
+                if announce {
                     self.notify.notify_one();
                 }
             }
@@ -798,11 +845,11 @@ impl Writer {
         d: &mut Deltas,
     ) -> Result<Option<Answer>, redb::StorageError> {
         Ok(match op {
-            Op::Enqueue { event, dedup_until, reply } => {
+            Op::Enqueue { record, source_id, dedup_until, reply, .. } => {
                 let seq = *t.next_seq;
                 *t.next_seq += 1;
-                t.events.insert(seq, encode_event(&event).as_slice())?;
-                if let (Some(id), Some(until)) = (event.source_id.as_deref(), dedup_until) {
+                t.events.insert(seq, record.as_slice())?;
+                if let (Some(id), Some(until)) = (source_id.as_deref(), dedup_until) {
                     remember(t, id, until)?;
                 }
                 d.accepted += 1;

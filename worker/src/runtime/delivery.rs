@@ -252,12 +252,14 @@ impl EventSink for QueueSink {
         let fast = self.fast.clone();
         Box::pin(async move {
             let AcceptedEvent { event, body } = accepted;
-            let copy = fast.as_ref().map(|_| event.clone());
-            match queue.enqueue(event).await {
+            // The event is handed to the dispatcher in memory below; the dispatcher is woken
+            // to scan the store only when that fails.
+            match queue.enqueue_unannounced(&event).await {
                 Ok(seq) => {
-                    if let (Some(fast), Some(event)) = (fast, copy) {
+                    let handed = fast.is_some_and(|fast| fast.try_send((seq, event, body)).is_ok());
+                    if !handed {
                         // A full inlet is fine: the store has the event and the scan finds it.
-                        let _ = fast.try_send((seq, event, body));
+                        queue.notify().notify_one();
                     }
                     SinkOutcome::Queued
                 }

@@ -14,7 +14,7 @@ use super::delivery::{Deliverer, DeliveryFuture, TargetOutcome};
 use crate::config::{RetryConfig, SecretRole, TargetConfig, TargetKind, WorkerConfig};
 use crate::credentials::CredentialStore;
 use crate::database::target::DatabaseTarget;
-use crate::delivery::{AttemptResult, DeliveryOutcome, Outbound};
+use crate::delivery::{AttemptResult, CompiledCall, DeliveryOutcome, Outbound};
 use crate::email::smtp::EmailTarget;
 use crate::inbound::auth::SecretLookup;
 use crate::queue::Attempt;
@@ -32,6 +32,8 @@ impl SecretLookup for CredentialStore {
 pub struct OutboundDeliverer {
     outbound: Outbound,
     targets: Vec<TargetConfig>,
+    /// Each outboundMessage target's call, parsed once.
+    compiled: BTreeMap<String, CompiledCall>,
     email: BTreeMap<String, EmailTarget>,
 }
 
@@ -47,7 +49,13 @@ impl OutboundDeliverer {
 pub fn outbound_deliverer(config: &WorkerConfig) -> Result<Arc<OutboundDeliverer>, String> {
     let outbound = Outbound::new(config).map_err(|e| e.to_string())?;
     let mut email = BTreeMap::new();
+    let mut compiled = BTreeMap::new();
     for target in &config.targets {
+        if let TargetKind::OutboundMessage(call) = &target.kind {
+            let call = CompiledCall::compile(call)
+                .map_err(|e| format!("target {:?}: {e}", target.name))?;
+            compiled.insert(target.name.clone(), call);
+        }
         if let TargetKind::Email(settings) = &target.kind {
             let egress = crate::outbound::egress::EgressPolicy::new(&config.egress)
                 .map_err(|e| e.to_string())?;
@@ -62,7 +70,7 @@ pub fn outbound_deliverer(config: &WorkerConfig) -> Result<Arc<OutboundDeliverer
             email.insert(target.name.clone(), sender);
         }
     }
-    Ok(Arc::new(OutboundDeliverer { outbound, targets: config.targets.clone(), email }))
+    Ok(Arc::new(OutboundDeliverer { outbound, targets: config.targets.clone(), compiled, email }))
 }
 
 /// The deliverer of every target of a config, as a trait object.
@@ -232,7 +240,12 @@ impl Deliverer for OutboundDeliverer {
                 };
             };
             let started = Instant::now();
-            let outcome = self.outbound.deliver(call, &text, delivery_id).await;
+            let outcome = match self.compiled.get(&target.name) {
+                Some(compiled) => {
+                    self.outbound.deliver_compiled(call, compiled, &text, delivery_id).await
+                }
+                None => self.outbound.deliver(call, &text, delivery_id).await,
+            };
             let attempts =
                 attempts_of(&target.name, &outcome, started.elapsed().as_millis() as u64);
             let sent = outcome

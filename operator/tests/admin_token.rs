@@ -4,19 +4,11 @@
 
 mod support;
 
-use std::sync::Arc;
-
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams};
-use kube::runtime::events::Reporter;
-use support::cluster::{Env, OPERATOR_SA, SYSTEM};
+use support::cluster::{Env, OPERATOR_SA, SYSTEM, bare_context};
 use switchboard::api::Integration;
 use switchboard::controller::admin_token::{AdminToken, ensure_admin_token};
-use switchboard::controller::index::RefIndex;
-use switchboard::controller::leader::LeaderGuard;
-use switchboard::controller::metrics::Metrics;
-use switchboard::controller::{Context, Stores};
-use switchboard::render::RenderSettings;
 
 const NS: &str = "acme-integrations";
 const NAME: &str = "monitoring-incident";
@@ -39,21 +31,7 @@ async fn the_admin_token_is_created_once_kept_and_recreated_after_deletion() {
     ]);
     // The operator's own identity: the chart's ClusterRole must allow what this does.
     let operator = env.cluster.service_account_client(SYSTEM, OPERATOR_SA).await.unwrap();
-    let stores = Stores {
-        integrations: kube::runtime::reflector::store().0,
-        credentials: kube::runtime::reflector::store().0,
-        outbound_messages: kube::runtime::reflector::store().0,
-        schedules: kube::runtime::reflector::store().0,
-    };
-    let ctx = Context::new(
-        operator,
-        RenderSettings::default(),
-        LeaderGuard::always(),
-        Reporter { controller: "test".into(), instance: None },
-        Arc::new(Metrics::default()),
-        stores,
-        Arc::new(RefIndex::default()),
-    );
+    let ctx = bare_context(operator);
     let integration =
         Api::<Integration>::namespaced(env.admin.clone(), NS).get(NAME).await.unwrap();
     let secrets: Api<Secret> = Api::namespaced(env.admin.clone(), NS);

@@ -3,21 +3,13 @@
 
 mod support;
 
-use std::sync::Arc;
-
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::Reporter;
 use serde_json::json;
-use support::cluster::Env;
+use support::cluster::{Env, bare_context};
 use switchboard::api::{Integration, IntegrationStatus};
 use switchboard::controller::conditions::Desired;
-use switchboard::controller::index::RefIndex;
-use switchboard::controller::leader::LeaderGuard;
-use switchboard::controller::metrics::Metrics;
 use switchboard::controller::object::Unchecked;
 use switchboard::controller::status::write_status;
-use switchboard::controller::{Context, Stores};
-use switchboard::render::RenderSettings;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stale_status_write_rereads_and_keeps_the_newer_object() {
@@ -31,21 +23,7 @@ async fn a_stale_status_write_rereads_and_keeps_the_newer_object() {
         "-f",
         "examples/05-servicenow.yaml",
     ]);
-    let stores = Stores {
-        integrations: kube::runtime::reflector::store().0,
-        credentials: kube::runtime::reflector::store().0,
-        outbound_messages: kube::runtime::reflector::store().0,
-        schedules: kube::runtime::reflector::store().0,
-    };
-    let ctx = Context::new(
-        env.admin.clone(),
-        RenderSettings::default(),
-        LeaderGuard::always(),
-        Reporter { controller: "test".into(), instance: None },
-        Arc::new(Metrics::default()),
-        stores,
-        Arc::new(RefIndex::default()),
-    );
+    let ctx = bare_context(env.admin.clone());
     let raw: Api<Unchecked<Integration>> = Api::namespaced(env.admin.clone(), "acme-integrations");
     let stale = raw.get("monitoring-incident").await.unwrap();
     // Someone else writes in between: the stale copy's resourceVersion is now out of date.

@@ -14,15 +14,27 @@ use serde::de::DeserializeOwned;
 use super::{Context, Error};
 use crate::render::FIELD_MANAGER;
 
-/// Server-side apply a child object (field manager `switchboard-operator`, forced).
-pub async fn apply<K>(ctx: &Context, object: &K) -> Result<K, Error>
-where
+/// A namespaced object the operator applies.
+pub trait Applied:
+    Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+    + Serialize
+    + DeserializeOwned
+    + Clone
+    + Debug
+{
+}
+
+impl<K> Applied for K where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
         + Serialize
         + DeserializeOwned
         + Clone
-        + Debug,
+        + Debug
 {
+}
+
+/// Server-side apply a child object (field manager `switchboard-operator`, forced).
+pub async fn apply<K: Applied>(ctx: &Context, object: &K) -> Result<K, Error> {
     ctx.require_leader()?;
     let namespace = object.namespace().unwrap_or_default();
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -33,14 +45,7 @@ where
 
 /// Server-side apply a child unless it is unchanged since this operator last applied the same
 /// rendering (see [`super::children`]); `None` when skipped.
-pub async fn apply_changed<K>(ctx: &Context, object: &K) -> Result<Option<K>, Error>
-where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Serialize
-        + DeserializeOwned
-        + Clone
-        + Debug,
-{
+pub async fn apply_changed<K: Applied>(ctx: &Context, object: &K) -> Result<Option<K>, Error> {
     let rendering = super::children::rendering(object);
     if ctx.children.unchanged(object, rendering) {
         return Ok(None);

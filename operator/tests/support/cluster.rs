@@ -265,3 +265,24 @@ async fn reqwest_get(url: &str) -> Option<(u16, String)> {
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
     Some((status, body))
 }
+
+/// A controller context over `client` with empty caches, always leading: for calling one
+/// reconcile step directly, outside the controllers.
+pub fn bare_context(client: kube::Client) -> switchboard::controller::Context {
+    use switchboard::controller::{Context, Stores};
+    let stores = Stores {
+        integrations: kube::runtime::reflector::store().0,
+        credentials: kube::runtime::reflector::store().0,
+        outbound_messages: kube::runtime::reflector::store().0,
+        schedules: kube::runtime::reflector::store().0,
+    };
+    Context::new(
+        client,
+        switchboard::render::RenderSettings::default(),
+        switchboard::controller::leader::LeaderGuard::always(),
+        kube::runtime::events::Reporter { controller: "test".into(), instance: None },
+        std::sync::Arc::new(switchboard::controller::metrics::Metrics::default()),
+        stores,
+        std::sync::Arc::new(switchboard::controller::index::RefIndex::default()),
+    )
+}

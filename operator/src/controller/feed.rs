@@ -25,7 +25,6 @@ use kube::api::Api;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use serde_json::Value;
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::warn;
 
@@ -199,15 +198,10 @@ pub fn spec<K: Resource>(object: &K) -> u64 {
 pub fn usable<K: Resource<DynamicType = ()>>(object: &Unchecked<K>) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     hash_identity(object, &mut hasher);
-    let status = object.status.as_ref();
-    status.and_then(|s| s.get("contentHash")).and_then(Value::as_str).hash(&mut hasher);
-    let ready = status
-        .and_then(|s| s.get("conditions"))
-        .and_then(Value::as_array)
-        .and_then(|c| c.iter().find(|c| c.get("type").and_then(Value::as_str) == Some("Ready")));
-    for field in ["status", "reason"] {
-        ready.and_then(|c| c.get(field)).and_then(Value::as_str).hash(&mut hasher);
-    }
+    let status = object.status_view();
+    status.content_hash.hash(&mut hasher);
+    let ready = status.conditions.iter().find(|c| c.type_ == "Ready");
+    ready.map(|c| (&c.status, &c.reason)).hash(&mut hasher);
     hasher.finish()
 }
 
@@ -233,7 +227,7 @@ mod tests {
         let fired: Arc<Mutex<Vec<(String, bool)>>> = Arc::default();
         let seen = fired.clone();
         let mut feed = Feed::<Unchecked<Credential>>::default().on(usable, move |c, deleted| {
-            let hash = c.status.as_ref().unwrap()["contentHash"].as_str().unwrap().to_string();
+            let hash = c.status_view().content_hash.unwrap();
             seen.lock().unwrap().push((hash, deleted));
         });
         feed.changed(&credential(1, "a", 0), false);

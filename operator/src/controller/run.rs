@@ -30,7 +30,6 @@ use kube::runtime::events::Reporter;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
-use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
@@ -106,15 +105,13 @@ async fn metrics(State(health): State<Health>) -> impl IntoResponse {
 struct StoreConditions(Stores);
 
 fn labels_of<K: Resource<DynamicType = ()>>(object: &Unchecked<K>, out: &mut Vec<ObjectLabels>) {
-    let team =
-        object.spec.pointer("/owner/team").and_then(Value::as_str).unwrap_or_default().to_string();
-    let conditions =
-        object.status.as_ref().and_then(|s| s.get("conditions")).and_then(Value::as_array);
-    for c in conditions.into_iter().flatten() {
+    let team = object.owner_team();
+    for c in object.status_view().conditions {
+        let status = if c.status.is_empty() { "Unknown".into() } else { c.status };
         out.push(ObjectLabels {
             kind: K::kind(&()).into_owned(),
-            condition: c.get("type").and_then(Value::as_str).unwrap_or_default().into(),
-            status: c.get("status").and_then(Value::as_str).unwrap_or("Unknown").into(),
+            condition: c.type_,
+            status,
             owner_team: team.clone(),
         });
     }
@@ -143,24 +140,22 @@ impl ConditionSource for StoreConditions {
 pub fn integration_conditions(
     object: &Unchecked<Integration>,
 ) -> Vec<(IntegrationConditionLabels, bool)> {
-    let team =
-        object.spec.pointer("/owner/team").and_then(Value::as_str).unwrap_or_default().to_string();
-    let conditions =
-        object.status.as_ref().and_then(|s| s.get("conditions")).and_then(Value::as_array);
-    conditions
+    let team = object.owner_team();
+    object
+        .status_view()
+        .conditions
         .into_iter()
-        .flatten()
         .filter_map(|c| {
-            let holds = match c.get("status").and_then(Value::as_str) {
-                Some("True") => true,
-                Some("False") => false,
+            let holds = match c.status.as_str() {
+                "True" => true,
+                "False" => false,
                 _ => return None,
             };
             let labels = IntegrationConditionLabels {
                 namespace: object.namespace().unwrap_or_default(),
                 integration: object.name_any(),
                 owner_team: team.clone(),
-                condition: c.get("type").and_then(Value::as_str)?.to_string(),
+                condition: c.type_,
             };
             Some((labels, holds))
         })
@@ -169,17 +164,12 @@ pub fn integration_conditions(
 
 /// The client certificate expiry of one cached Credential (mtls), in Unix seconds.
 pub fn certificate_expiry(object: &Unchecked<Credential>) -> Option<(CredentialLabels, i64)> {
-    let text = object.status.as_ref()?.get("certificateNotAfter")?.as_str()?;
+    let text = object.status_view().certificate_not_after?;
     let seconds = text.parse::<k8s_openapi::jiff::Timestamp>().ok()?.as_second();
     let labels = CredentialLabels {
         namespace: object.namespace().unwrap_or_default(),
         credential: object.name_any(),
-        owner_team: object
-            .spec
-            .pointer("/owner/team")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string(),
+        owner_team: object.owner_team(),
     };
     Some((labels, seconds))
 }

@@ -54,8 +54,7 @@ where
     let api: Api<Unchecked<K>> = Api::namespaced(ctx.client.clone(), &namespace);
     let mut current = object.clone();
     for attempt in 0..5 {
-        let old: S =
-            current.status.clone().and_then(|s| serde_json::from_value(s).ok()).unwrap_or_default();
+        let old: S = current.status_as();
         let mut status = old.clone();
         fill(&mut status);
         let generation = current.metadata.generation.unwrap_or(0);

@@ -237,13 +237,23 @@ fn random_suffix() -> String {
 }
 
 /// The spec-ish content: everything except metadata and status.
-fn spec_part(obj: &Value) -> Value {
-    let mut v = obj.clone();
-    if let Some(m) = v.as_object_mut() {
-        m.remove("metadata");
-        m.remove("status");
-    }
-    v
+/// Whether two objects agree on everything but metadata and status (what moves generation).
+fn same_spec(a: &Value, b: &Value) -> bool {
+    same_except(a, b, &["metadata", "status"])
+}
+
+/// Whether two objects of a map shape agree on every field but those in `skip`.
+fn same_except(a: &Value, b: &Value, skip: &[&str]) -> bool {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else { return a == b };
+    let kept = |(k, _): &(&String, &Value)| !skip.contains(&k.as_str());
+    a.iter().filter(kept).count() == b.iter().filter(kept).count()
+        && a.iter().filter(kept).all(|(k, v)| b.get(k) == Some(v))
+}
+
+/// The stored object a write replaces, with its value as served (parsed once per write).
+pub(crate) struct Live {
+    stored: Arc<StoredObject>,
+    value: Value,
 }
 
 fn encode_continue(ns: &str, name: &str) -> String {
@@ -316,6 +326,10 @@ impl Core {
     /// A stored object as served at `res` (Events converted to `events.k8s.io/v1`).
     pub fn view(&self, res: &Resource, obj: &StoredObject) -> Value {
         self.as_served(res, obj.value())
+    }
+
+    fn live(&self, res: &Resource, stored: Arc<StoredObject>) -> Live {
+        Live { value: self.view(res, &stored), stored }
     }
 
     fn as_served(&self, res: &Resource, v: Value) -> Value {
@@ -473,6 +487,7 @@ impl Core {
             return Err(store_err(res, name, StoreError::Conflict));
         }
         let manager = Self::manager(opts, agent);
+        let old = self.live(res, old);
         self.admit(res, ns, name, Some(old), body, opts, sub, Some(&manager))
     }
 
@@ -524,8 +539,8 @@ impl Core {
                 }
                 return Err(ApiError::NotFound(res.subject(name)));
             };
-            let old_value = self.as_served(res, old.value());
-            let mut new = old_value.clone();
+            let old = self.live(res, old);
+            let mut new = old.value.clone();
             let manager = Self::manager(opts, agent);
             let result = match kind {
                 PatchType::Json => crate::patch::json_patch(&mut new, patch).map(|_| None),
@@ -537,7 +552,7 @@ impl Core {
                     self.check_type(res, patch)?;
                     Ok(Some(self.apply_fields(
                         res,
-                        Some(&old_value),
+                        Some(&old.value),
                         patch,
                         opts,
                         sub,
@@ -564,12 +579,12 @@ impl Core {
                 None => (new, Some(manager.as_str())),
             };
             if let Some(rv) = meta_str(patch, "resourceVersion").filter(|s| !s.is_empty())
-                && rv != old.rv.to_string()
+                && rv != old.stored.rv.to_string()
             {
                 return Err(store_err(res, name, StoreError::Conflict));
             }
             let mut body = body;
-            meta_mut(&mut body).insert("resourceVersion".into(), json!(old.rv.to_string()));
+            meta_mut(&mut body).insert("resourceVersion".into(), json!(old.stored.rv.to_string()));
             match self.admit(res, ns, name, Some(old), body, opts, sub, manager_for_update) {
                 Err(ApiError::Conflict { .. }) => continue,
                 other => return other,
@@ -655,13 +670,13 @@ impl Core {
         res: &Resource,
         ns: &str,
         name: &str,
-        old: Option<Arc<StoredObject>>,
+        old: Option<Live>,
         mut new: Value,
         opts: &WriteOptions,
         sub: Subresource,
         manager: Option<&str>,
     ) -> Result<Written, ApiError> {
-        let old_value = old.as_ref().map(|o| self.as_served(res, o.value()));
+        let old_value = old.as_ref().map(|o| &o.value);
         let storage = if crate::events::is_events_v1(res) {
             // Converted to the core form only when stored (see below).
             Arc::new(res.clone())
@@ -670,7 +685,7 @@ impl Core {
         };
         new["apiVersion"] = json!(storage.api_version());
         new["kind"] = json!(res.kind);
-        if let Some(old_v) = &old_value {
+        if let Some(old_v) = old_value {
             // Identity and system fields cannot be changed by an update.
             let meta = meta_mut(&mut new);
             for f in [
@@ -736,7 +751,7 @@ impl Core {
                     },
                     version: Some(storage.version.clone()),
                 };
-                match info.compiled.validate(&new, old_value.as_ref(), &vopts) {
+                match info.compiled.validate(&new, old_value, &vopts) {
                     Ok(v) => {
                         if opts.field_validation == FieldValidation::Warn {
                             warnings
@@ -764,7 +779,7 @@ impl Core {
             }
             Validation::Builtin(codec) => {
                 if res.kind == "Service" && res.group.is_empty() {
-                    self.assign_cluster_ip(old_value.as_ref(), &mut new);
+                    self.assign_cluster_ip(old_value, &mut new);
                 }
                 crate::builtin::apply_defaults(&res.kind, &mut new);
                 let typed = (codec.roundtrip)(new.clone()).map_err(|e| {
@@ -805,11 +820,10 @@ impl Core {
         }
 
         // Generation moves only when the spec-ish content changes.
-        if let Some(old_v) = &old_value {
+        if let Some(old_v) = old_value {
             let generation =
                 old_v.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1);
-            let bumped =
-                if spec_part(old_v) != spec_part(&new) { generation + 1 } else { generation };
+            let bumped = if same_spec(old_v, &new) { generation } else { generation + 1 };
             meta_mut(&mut new).insert("generation".into(), json!(bumped));
         }
 
@@ -828,11 +842,11 @@ impl Core {
                 subresource: if sub == Subresource::Status { "status" } else { "" },
                 now: &ts,
             };
-            managed::record_update(old_value.as_ref(), &mut new, shape, scope, &w);
+            managed::record_update(old_value, &mut new, shape, scope, &w);
         }
 
         let expect = match &old {
-            Some(o) => Expect::Version(o.rv),
+            Some(o) => Expect::Version(o.stored.rv),
             None => Expect::Absent,
         };
         if opts.dry_run {
@@ -840,26 +854,18 @@ impl Core {
                 return Err(ApiError::AlreadyExists(res.subject(name)));
             }
             if let Some(o) = &old {
-                meta_mut(&mut new).insert("resourceVersion".into(), json!(o.rv.to_string()));
+                meta_mut(&mut new).insert("resourceVersion".into(), json!(o.stored.rv.to_string()));
             } else {
                 meta_mut(&mut new).remove("resourceVersion");
             }
             return Ok(Written { object: new, warnings, created: old.is_none(), serialized: None });
         }
-        if old_value
-            .as_ref()
-            .is_some_and(|o| without_managed_times(o) == without_managed_times(&new))
-        {
+        if old_value.is_some_and(|o| same_but_managed_times(o, &new)) {
             // A no-op write does not bump the resourceVersion (as in Kubernetes). As the API
             // server's IgnoreManagedFieldsTimestampsTransformer does, a write that would only
             // move managedFields timestamps counts as a no-op too.
             let o = old.expect("old present");
-            return Ok(Written {
-                object: self.view(res, &o),
-                warnings,
-                created: false,
-                serialized: None,
-            });
+            return Ok(Written { object: o.value, warnings, created: false, serialized: None });
         }
         let created = old.is_none();
         if crate::events::is_events_v1(res) {
@@ -1212,15 +1218,61 @@ fn unknown_paths(input: &Value, typed: &Value, prefix: &str) -> Vec<String> {
 }
 
 /// The object with the `time` of every managedFields entry removed.
-fn without_managed_times(object: &Value) -> Value {
-    let mut copy = object.clone();
-    if let Some(entries) = copy.pointer_mut("/metadata/managedFields").and_then(Value::as_array_mut)
-    {
-        for entry in entries {
-            if let Some(map) = entry.as_object_mut() {
-                map.remove("time");
-            }
-        }
+/// Whether two objects are equal but for the times of their managedFields entries.
+fn same_but_managed_times(a: &Value, b: &Value) -> bool {
+    let (meta_a, meta_b) = (&a["metadata"], &b["metadata"]);
+    fn entries(meta: &Value) -> &[Value] {
+        meta["managedFields"].as_array().map(Vec::as_slice).unwrap_or_default()
     }
-    copy
+    let (fields_a, fields_b) = (entries(meta_a), entries(meta_b));
+    same_except(a, b, &["metadata"])
+        && same_except(meta_a, meta_b, &["managedFields"])
+        && meta_a.get("managedFields").is_some() == meta_b.get("managedFields").is_some()
+        && fields_a.len() == fields_b.len()
+        && fields_a.iter().zip(fields_b).all(|(x, y)| same_except(x, y, &["time"]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(label: &str, manager: &str, time: &str, status: &str) -> Value {
+        json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "c", "labels": {"app": label},
+                "managedFields": [{"manager": manager, "operation": "Apply", "time": time}]},
+            "data": {"k": "v"},
+            "status": {"phase": status},
+        })
+    }
+
+    #[test]
+    fn only_managed_field_times_make_a_write_a_no_op() {
+        let base = object("a", "m", "2026-01-01T00:00:00Z", "x");
+        assert!(same_but_managed_times(&base, &object("a", "m", "2026-02-02T00:00:00Z", "x")));
+        assert!(!same_but_managed_times(&base, &object("b", "m", "2026-01-01T00:00:00Z", "x")));
+        assert!(!same_but_managed_times(&base, &object("a", "n", "2026-01-01T00:00:00Z", "x")));
+        assert!(!same_but_managed_times(&base, &object("a", "m", "2026-01-01T00:00:00Z", "y")));
+        let mut more = base.clone();
+        more["metadata"]["managedFields"].as_array_mut().unwrap().push(json!({"manager": "o"}));
+        assert!(!same_but_managed_times(&base, &more));
+        let mut none = base.clone();
+        none["metadata"].as_object_mut().unwrap().remove("managedFields");
+        assert!(!same_but_managed_times(&base, &none));
+        let mut extra = base.clone();
+        extra["binaryData"] = json!({});
+        assert!(!same_but_managed_times(&base, &extra));
+    }
+
+    #[test]
+    fn generation_reads_everything_but_metadata_and_status() {
+        let base = object("a", "m", "t", "x");
+        assert!(same_spec(&base, &object("b", "n", "u", "y")));
+        let mut data = base.clone();
+        data["data"]["k"] = json!("w");
+        assert!(!same_spec(&base, &data));
+        let mut extra = base.clone();
+        extra["spec"] = json!({});
+        assert!(!same_spec(&base, &extra) && !same_spec(&extra, &base));
+    }
 }

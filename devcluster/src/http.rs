@@ -311,6 +311,18 @@ fn list_options(q: &Query) -> Result<ListOptions, ApiError> {
     })
 }
 
+/// A YAML body, read as JSON when it is JSON (as clients such as kube-rs send apply patches):
+/// JSON is YAML, and its own parser is several times faster.
+fn yaml_or_json(body: &[u8]) -> Result<Value, ApiError> {
+    if body.trim_ascii_start().starts_with(b"{")
+        && let Ok(value) = serde_json::from_slice(body)
+    {
+        return Ok(value);
+    }
+    yaml_serde::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}")))
+}
+
 fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
     if body.is_empty() {
         return Ok(Value::Null);
@@ -321,8 +333,7 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
             .map_err(|e| ApiError::UnsupportedMediaType(e.to_string()));
     }
     if ct.contains("yaml") {
-        yaml_serde::from_slice(body)
-            .map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}")))
+        yaml_or_json(body)
     } else {
         serde_json::from_slice(body)
             .map_err(|e| ApiError::BadRequest(format!("error decoding JSON: {e}")))
@@ -483,8 +494,7 @@ async fn resource_request(
                 }
             };
             let patch: Value = if kind == PatchType::Apply {
-                yaml_serde::from_slice(&body)
-                    .map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}")))?
+                yaml_or_json(&body)?
             } else {
                 serde_json::from_slice(&body)
                     .map_err(|e| ApiError::BadRequest(format!("error decoding patch: {e}")))?
@@ -995,4 +1005,22 @@ pub async fn serve(
     }
     connections.abort_all();
     while connections.join_next().await.is_some() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apply_bodies_are_yaml_whether_or_not_they_are_json() {
+        let json = yaml_or_json(br#" {"metadata": {"name": "a"}, "data": {"n": 1}}"#).unwrap();
+        assert_eq!(json, serde_json::json!({"metadata": {"name": "a"}, "data": {"n": 1}}));
+        // Flow-style YAML that is not JSON still reads as YAML.
+        let flow = yaml_or_json(b"{metadata: {name: a}, data: {n: 1}}").unwrap();
+        assert_eq!(flow, json);
+        let block = yaml_or_json(b"metadata:\n  name: a\ndata:\n  n: 1\n").unwrap();
+        assert_eq!(block, json);
+        let bad = yaml_or_json(b"{metadata: [").unwrap_err();
+        assert!(matches!(&bad, ApiError::BadRequest(m) if m.starts_with("error decoding YAML")));
+    }
 }

@@ -344,8 +344,14 @@ impl Core {
         if res.custom().is_none() {
             return obj.json.clone();
         }
-        let mut v = obj.value();
-        if v.get("apiVersion").and_then(Value::as_str) != Some(&res.api_version()) {
+        #[derive(serde::Deserialize)]
+        struct Head<'a> {
+            #[serde(rename = "apiVersion", borrow)]
+            api_version: Option<std::borrow::Cow<'a, str>>,
+        }
+        let head = serde_json::from_slice::<Head>(&obj.json).ok().and_then(|h| h.api_version);
+        if head.as_deref() != Some(&res.api_version()) {
+            let mut v = obj.value();
             v["apiVersion"] = json!(res.api_version());
             return Bytes::from(serde_json::to_vec(&v).unwrap_or_default());
         }

@@ -40,13 +40,8 @@ pub struct StoredObject {
 
 impl StoredObject {
     fn new(rv: u64, json: Bytes) -> Self {
-        let owners = if memfind(&json, b"\"ownerReferences\"") {
-            serde_json::from_slice::<Value>(&json)
-                .map(|v| owner_uids(&v).into_iter().collect())
-                .unwrap_or_default()
-        } else {
-            Vec::new()
-        };
+        let owners =
+            if memfind(&json, b"\"ownerReferences\"") { owners_of(&json) } else { Vec::new() };
         StoredObject { rv, json, owners }
     }
 
@@ -563,16 +558,26 @@ fn memfind(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
 
-/// The uids named in an object's ownerReferences.
-pub fn owner_uids(obj: &Value) -> HashSet<String> {
-    obj.pointer("/metadata/ownerReferences")
-        .and_then(Value::as_array)
-        .map(|refs| {
-            refs.iter()
-                .filter_map(|r| r.get("uid").and_then(Value::as_str).map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
+/// The distinct owner uids of a stored object, read without parsing the rest of it.
+fn owners_of(json: &[u8]) -> Vec<String> {
+    #[derive(Deserialize)]
+    struct Owner {
+        uid: Option<String>,
+    }
+    #[derive(Deserialize)]
+    struct Meta {
+        #[serde(rename = "ownerReferences")]
+        owner_references: Option<Vec<Owner>>,
+    }
+    #[derive(Deserialize)]
+    struct Obj {
+        metadata: Option<Meta>,
+    }
+    let refs = serde_json::from_slice::<Obj>(json).ok().and_then(|o| o.metadata?.owner_references);
+    let mut uids: Vec<String> = refs.into_iter().flatten().filter_map(|r| r.uid).collect();
+    uids.sort_unstable();
+    uids.dedup();
+    uids
 }
 
 fn rv_of(json: &[u8]) -> Option<u64> {
@@ -594,5 +599,20 @@ fn check(previous: &Option<Arc<StoredObject>>, expect: Expect) -> Result<(), Sto
         (None, Expect::Version(_) | Expect::Present) => Err(StoreError::NotFound),
         (Some(p), Expect::Version(v)) if p.rv != v => Err(StoreError::Conflict),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owners_are_read_from_the_stored_text_once_each() {
+        let json = br#"{"metadata": {"name": "c", "ownerReferences": [
+            {"uid": "b", "kind": "Integration"}, {"uid": "a"}, {"uid": "b"}, {"kind": "NoUid"}]},
+            "data": {"ownerReferences": "not these"}}"#;
+        assert_eq!(StoredObject::new(1, Bytes::from_static(json)).owners, ["a", "b"]);
+        let none = br#"{"metadata": {"name": "c", "ownerReferences": null}}"#;
+        assert!(StoredObject::new(1, Bytes::from_static(none)).owners.is_empty());
     }
 }

@@ -364,10 +364,13 @@ fn worth_writing(old: &IntegrationStatus, new: &Summary, counters_due: bool) -> 
                 )
         });
     let healthy = old.conditions.iter().find(|c| c.type_ == condition::HEALTHY);
+    // The message of a True condition names the last success, which moves with every event:
+    // alone, it is written with the counters, or every busy integration would be written on
+    // every pass.
     let condition_changed = healthy.is_none_or(|c| {
         c.status != new.healthy.status_text()
             || c.reason != new.healthy.reason
-            || c.message != new.healthy.message
+            || (c.message != new.healthy.message && (c.status != "True" || counters_due))
     });
     let pending = |c: &Option<Counters>| c.as_ref().map(|c| c.dead_letters_pending);
     condition_changed
@@ -891,6 +894,39 @@ mod tests {
         });
         assert!(!worth_writing(&old, &summary, false), "only counters moved and they are not due");
         assert!(worth_writing(&old, &summary, true));
+    }
+
+    #[test]
+    fn a_moving_last_success_alone_waits_for_the_counters() {
+        let observed = |success: i64| Observed {
+            statuses: vec![worker(Some(success), None, 0)],
+            unreachable: 0,
+        };
+        let summary = summarize(&observed(100), None, false);
+        let mut old = IntegrationStatus::default();
+        apply_summary(&mut old, &summary);
+        old.conditions = vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+            type_: "Healthy".into(),
+            status: "True".into(),
+            reason: "Succeeding".into(),
+            message: summary.healthy.message.clone(),
+            observed_generation: Some(1),
+            last_transition_time: time(chrono::DateTime::from_timestamp(1, 0).unwrap()),
+        }];
+        assert!(!worth_writing(&old, &summary, true), "nothing changed");
+        let later = summarize(&observed(200), None, false);
+        assert_ne!(later.healthy.message, summary.healthy.message);
+        assert!(!worth_writing(&old, &later, false), "only the time of the last success moved");
+        assert!(worth_writing(&old, &later, true), "it goes with the counters");
+        let failing = summarize(
+            &Observed {
+                statuses: vec![worker(Some(100), Some((300, "TargetUnavailable")), 2)],
+                unreachable: 0,
+            },
+            None,
+            false,
+        );
+        assert!(worth_writing(&old, &failing, false), "a failure is written at once");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! API objects it would see in a cluster.
 
 use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -201,33 +202,57 @@ pub async fn simulate_workloads(client: Client, pods: bool) {
 /// An operator process (a release build), as admin; killed on drop.
 pub struct Operator {
     child: Child,
+    log: PathBuf,
 }
 
 impl Operator {
     /// Start `binary operator` against the cluster's admin kubeconfig.
-    /// `SWITCHBOARD_BENCH_LOG=FILE` keeps its log (at `info`) in FILE.
+    /// `SWITCHBOARD_BENCH_LOG=FILE` keeps its log (at `info`, `debug` for switchboard) in
+    /// FILE; otherwise its warnings and errors go to a file in the temporary directory, so
+    /// that a crash can be shown ([`Operator::log_tail`]).
     pub fn start(binary: &Path, kubeconfig: &Path, extra: &[String]) -> anyhow::Result<Operator> {
-        let log = std::env::var_os("SWITCHBOARD_BENCH_LOG");
-        let (level, stderr) = match &log {
-            Some(path) => {
-                ("--log-level=info,switchboard=debug", Stdio::from(std::fs::File::create(path)?))
-            }
-            None => ("--log-level=warn", Stdio::null()),
+        let (level, log) = match std::env::var_os("SWITCHBOARD_BENCH_LOG") {
+            Some(path) => ("--log-level=info,switchboard=debug", PathBuf::from(path)),
+            None => (
+                "--log-level=warn",
+                std::env::temp_dir()
+                    .join(format!("switchboard-bench-operator-{}.log", std::process::id())),
+            ),
         };
+        // A group of its own: a wrapper (heaptrack, perf) and the operator under it end together.
         let child = Command::new(binary)
+            .process_group(0)
             .args(["operator", "--leader-elect=false", "--metrics-addr=127.0.0.1:0", level])
             .args(extra)
             .env("KUBECONFIG", kubeconfig)
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
-            .stderr(stderr)
+            .stderr(Stdio::from(std::fs::File::create(&log)?))
             .spawn()?;
-        Ok(Operator { child })
+        Ok(Operator { child, log })
+    }
+
+    /// The operator's exit status, once it has exited (it never should during a benchmark).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// The last `lines` lines of the operator's log, and where the whole log is.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        let tail = all[all.len().saturating_sub(lines)..].join("\n");
+        format!("{tail}\n(log: {})", self.log.display())
     }
 
     /// Peak resident memory so far, in MiB (`VmHWM`).
     pub fn peak_rss_mib(&self) -> f64 {
         proc_status_kib(self.child.id(), "VmHWM") as f64 / 1024.0
+    }
+
+    /// Resident memory now, in MiB (`VmRSS`).
+    pub fn rss_mib(&self) -> f64 {
+        proc_status_kib(self.child.id(), "VmRSS") as f64 / 1024.0
     }
 
     /// CPU time used so far (user + system), in seconds.
@@ -244,6 +269,8 @@ impl Operator {
 
 impl Drop for Operator {
     fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -267,6 +294,8 @@ pub struct Observed {
     pub ready_reason: Option<String>,
     /// Healthy's status, if set.
     pub healthy: Option<String>,
+    /// Healthy's reason, if set.
+    pub healthy_reason: Option<String>,
 }
 
 /// Watch Integrations; call `seen` with the name and its conditions on every change.
@@ -280,12 +309,14 @@ pub async fn watch_conditions(client: Client, mut seen: impl FnMut(&str, Observe
             i.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == type_)).cloned()
         };
         let ready = condition("Ready");
+        let healthy = condition("Healthy");
         seen(
             &i.name_any(),
             Observed {
                 ready: ready.as_ref().map(|c| c.status.clone()),
                 ready_reason: ready.map(|c| c.reason),
-                healthy: condition("Healthy").map(|c| c.status),
+                healthy: healthy.as_ref().map(|c| c.status.clone()),
+                healthy_reason: healthy.map(|c| c.reason),
             },
         );
     }

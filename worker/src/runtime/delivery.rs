@@ -25,7 +25,7 @@ use chrono::Utc;
 use tokio::sync::{Semaphore, watch};
 
 use super::health::Health;
-use super::metrics::{FailureLabels, Metrics, ReasonLabels, TargetLabels};
+use super::metrics::{FailureLabels, Metrics, ReasonLabels, TargetSeries};
 use crate::config::TargetConfig;
 use crate::inbound::{
     AcceptedEvent, EventSink, SinkFuture, SinkOutcome, expression_inputs, parse_stored_body,
@@ -109,6 +109,8 @@ pub struct Pipeline {
     transform: Transform,
     inputs: Vec<&'static str>,
     targets: Vec<TargetConfig>,
+    /// Each target's metric series, in the order of `targets`.
+    series: Vec<TargetSeries>,
     deliverer: Arc<dyn Deliverer>,
     metrics: Arc<Metrics>,
 }
@@ -122,7 +124,8 @@ impl Pipeline {
         metrics: Arc<Metrics>,
     ) -> Pipeline {
         let inputs = transform.referenced_inputs();
-        Pipeline { transform, inputs, targets, deliverer, metrics }
+        let series = targets.iter().map(|_| TargetSeries::default()).collect();
+        Pipeline { transform, inputs, targets, series, deliverer, metrics }
     }
 
     /// The deliverer (for circuit states).
@@ -173,11 +176,12 @@ impl Pipeline {
         let pending: Vec<String> = event.pending_targets.clone();
         let mut still: BTreeSet<String> = pending.iter().cloned().collect();
         for name in &pending {
-            let Some(target) = self.targets.iter().find(|t| &t.name == name) else {
+            let Some(index) = self.targets.iter().position(|t| &t.name == name) else {
                 // A target removed from the config since the event was stored: nothing to do.
                 still.remove(name);
                 continue;
             };
+            let (target, series) = (&self.targets[index], &self.series[index]);
             match self.transform.target_accepts(name, input) {
                 Ok(true) => {}
                 Ok(false) => {
@@ -188,13 +192,9 @@ impl Pipeline {
             }
             let started = Instant::now();
             let outcome = self.deliverer.deliver(target, vars, &event.id).await;
-            let labels = TargetLabels { target: name.clone() };
-            self.metrics
-                .delivery_duration
-                .get_or_create(&labels)
-                .observe(started.elapsed().as_secs_f64());
+            series.delivery_duration(&self.metrics, name).observe(started.elapsed().as_secs_f64());
             if outcome.retries > 0 {
-                self.metrics.retried.get_or_create(&labels).inc_by(outcome.retries);
+                series.retried(&self.metrics, name).inc_by(outcome.retries);
             }
             retries += outcome.retries;
             event.attempts.extend(outcome.attempts.into_iter().map(|mut a| {
@@ -202,7 +202,7 @@ impl Pipeline {
                 a
             }));
             if outcome.delivered {
-                self.metrics.delivered.get_or_create(&labels).inc();
+                series.delivered(&self.metrics, name).inc();
                 still.remove(name);
             } else {
                 self.metrics

@@ -372,6 +372,9 @@ pub struct Dispatcher {
 /// How many events are read from the store per scan.
 const SCAN_BATCH: usize = 256;
 
+/// How often the store is scanned even without a wake-up: the safety net for a missed one.
+pub const SAFETY_SCAN_INTERVAL: Duration = Duration::from_secs(2);
+
 impl Dispatcher {
     /// Run until `shutdown` turns true; then wait up to `grace` for deliveries in flight.
     /// Events still in flight stay in the queue and are delivered after the restart.
@@ -385,6 +388,12 @@ impl Dispatcher {
         let mut cursor = 0u64;
         let mut handed: HashSet<u64> = HashSet::new();
         let mut scan = true;
+        // One timer for the whole run: a fresh sleep per received event registered and
+        // removed a timer for every event, and under steady traffic it never fired, so a
+        // missed wake-up waited for a pause in the traffic (and `handed` grew until then).
+        let mut safety_scan = tokio::time::interval(SAFETY_SCAN_INTERVAL);
+        safety_scan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        safety_scan.reset();
         loop {
             if *shutdown.borrow() {
                 break;
@@ -435,8 +444,8 @@ impl Dispatcher {
             let received = tokio::select! {
                 item = async { match fast.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => item,
                 _ = this.queue.notify().notified() => { scan = true; continue }
-                // A safety net: a missed wake-up costs at most this long.
-                _ = tokio::time::sleep(Duration::from_secs(2)) => { scan = true; continue }
+                // A safety net: a missed wake-up costs at most this long, traffic or not.
+                _ = safety_scan.tick() => { scan = true; continue }
                 _ = shutdown.changed() => break,
             };
             let Some((seq, event, body)) = received else {

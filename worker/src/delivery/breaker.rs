@@ -94,27 +94,35 @@ impl Breakers {
                 shared
             }
         };
-        let permit =
-            Permit { breakers: self.clone(), key: shared, config: config.clone(), done: false };
-        if config.failure_threshold == 0 {
-            return Ok(permit);
-        }
-        let state = states.get_mut(key).expect("inserted above");
-        let now = Instant::now();
-        match state {
-            State::Closed { .. } => Ok(permit),
-            State::Open { until } if now >= *until => {
-                *state = State::HalfOpen { probing: true };
-                tracing::info!(endpoint = key, "circuit half-open: sending one probe");
-                Ok(permit)
+        let allowed = if config.failure_threshold == 0 {
+            Ok(())
+        } else {
+            let state = states.get_mut(key).expect("inserted above");
+            let now = Instant::now();
+            match state {
+                State::Closed { .. } => Ok(()),
+                State::Open { until } if now >= *until => {
+                    *state = State::HalfOpen { probing: true };
+                    tracing::info!(endpoint = key, "circuit half-open: sending one probe");
+                    Ok(())
+                }
+                State::Open { until } => Err(*until - now),
+                State::HalfOpen { probing: false } => {
+                    *state = State::HalfOpen { probing: true };
+                    Ok(())
+                }
+                State::HalfOpen { probing: true } => Err(Duration::from_millis(config.open_for_ms)),
             }
-            State::Open { until } => Err(*until - now),
-            State::HalfOpen { probing: false } => {
-                *state = State::HalfOpen { probing: true };
-                Ok(permit)
-            }
-            State::HalfOpen { probing: true } => Err(Duration::from_millis(config.open_for_ms)),
-        }
+        };
+        // The permit exists only once the lock is released: dropping one records a verdict,
+        // which takes the lock.
+        drop(states);
+        allowed.map(|()| Permit {
+            breakers: self.clone(),
+            key: shared,
+            config: config.clone(),
+            done: false,
+        })
     }
 
     /// The state of the breaker of `key` now.

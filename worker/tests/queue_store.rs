@@ -220,8 +220,10 @@ async fn a_missed_wake_up_is_found_while_traffic_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let queue = Queue::open(dir.path(), QueueSettings::default()).unwrap();
     let target: switchboard_worker::config::TargetConfig = yaml_serde::from_str(
-        "name: sink\ntype: outboundMessage\n\
-         endpoint: {name: sink, url: 'http://127.0.0.1:9', protocol: rest, timeoutMs: 1000}\n\
+        "name: a\ntype: outboundMessage\n\
+         endpoint: {name: sink, url: 'http://127.0.0.1:9', protocol: rest, timeoutMs: 1000,\n\
+           retry: {maxAttempts: 1, initialBackoffMs: 10, maxBackoffMs: 10},\n\
+           circuitBreaker: {failureThreshold: 5, openForMs: 1000}}\n\
          method: {name: post, httpMethod: POST, path: /sink}\n",
     )
     .unwrap();
@@ -252,6 +254,7 @@ async fn a_missed_wake_up_is_found_while_traffic_goes_on() {
     while !delivered("first") {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
+    // (The test events name targets `a` and `b`; `a` is the one configured.)
     // Stored without a hand-over and without a wake-up: a wake-up that got lost.
     queue.enqueue_unannounced(&event("missed", None)).await.unwrap();
     // Meanwhile events keep arriving in memory, a few every second, as under steady load.

@@ -7,6 +7,8 @@
 # Prints requests/s, p50/p99 latency, worker RSS (idle and peak), and the ratios.
 #   bench/worker/run.sh [seconds=20] [connections=64]
 # Installs what is missing: wrk and nginx (Debian), node-red (npm, into bench/worker/.cache).
+# SWITCHBOARD_BIN=path runs that binary instead of building this checkout (to compare two
+# builds under the same conditions, one run after the other).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -24,8 +26,12 @@ if [ ! -f "$here/.cache/node_modules/node-red/red.js" ]; then
   mkdir -p "$here/.cache"
   npm install --silent --no-audit --no-fund --prefix "$here/.cache" node-red@4 >/dev/null
 fi
-cargo build --quiet --release -p switchboard --manifest-path "$root/Cargo.toml"
-bin="${CARGO_TARGET_DIR:-$root/target}/release/switchboard"
+if [ -n "${SWITCHBOARD_BIN:-}" ]; then
+  bin="$SWITCHBOARD_BIN"
+else
+  cargo build --quiet --release -p switchboard --manifest-path "$root/Cargo.toml"
+  bin="${CARGO_TARGET_DIR:-$root/target}/release/switchboard"
+fi
 
 work="$(mktemp -d)"
 pids=()

@@ -59,12 +59,14 @@ async fn standard_webhooks_signed_by_the_reference_library_are_accepted_once() {
     let (status, answer) = post_standard(server.addr, "msg_1", ts, &sig, body).await;
     assert_eq!(status, 202, "{answer}");
     assert_eq!(answer["status"], "accepted");
+    let id = answer["id"].as_str().expect("the answer names the stored event").to_string();
     // A replay inside the window is recognised by id and not stored again.
     let (status, answer) = post_standard(server.addr, "msg_1", ts, &sig, body).await;
     assert_eq!(status, 200);
     assert_eq!(answer["status"], "duplicate");
     let stored = server.queue.pending_after(0, 10).unwrap();
     assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].1.id, id);
     assert_eq!(stored[0].1.body, body);
     assert!(!stored[0].1.request.headers.contains_key("webhook-signature"));
     let c = server.queue.counters();

@@ -188,3 +188,88 @@ async fn events_handed_over_in_memory_do_not_send_the_dispatcher_to_the_store() 
     assert_eq!(stored, ["e0", "e1", "e2", "e3"]);
     assert_eq!(queue.pending_after(seq - 1, 1).unwrap()[0].1.id, "e2");
 }
+
+/// Delivers every event at once and records its id.
+struct Recorder(std::sync::Mutex<Vec<String>>);
+
+impl switchboard_worker::runtime::delivery::Deliverer for Recorder {
+    fn deliver<'a>(
+        &'a self,
+        _target: &'a switchboard_worker::config::TargetConfig,
+        _vars: &'a switchboard_worker::transform::Variables,
+        delivery_id: &'a str,
+    ) -> switchboard_worker::runtime::delivery::DeliveryFuture<'a> {
+        self.0.lock().unwrap().push(delivery_id.to_string());
+        Box::pin(async {
+            switchboard_worker::runtime::delivery::TargetOutcome {
+                delivered: true,
+                attempts: vec![],
+                retries: 0,
+                reason: String::new(),
+                message: String::new(),
+            }
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missed_wake_up_is_found_while_traffic_goes_on() {
+    use std::sync::Arc;
+    use switchboard_worker::runtime::delivery::{Dispatcher, Pipeline};
+
+    let dir = tempfile::tempdir().unwrap();
+    let queue = Queue::open(dir.path(), QueueSettings::default()).unwrap();
+    let target: switchboard_worker::config::TargetConfig = yaml_serde::from_str(
+        "name: a\ntype: outboundMessage\n\
+         endpoint: {name: sink, url: 'http://127.0.0.1:9', protocol: rest, timeoutMs: 1000,\n\
+           retry: {maxAttempts: 1, initialBackoffMs: 10, maxBackoffMs: 10},\n\
+           circuitBreaker: {failureThreshold: 5, openForMs: 1000}}\n\
+         method: {name: post, httpMethod: POST, path: /sink}\n",
+    )
+    .unwrap();
+    let recorder = Arc::new(Recorder(std::sync::Mutex::new(Vec::new())));
+    let metrics = Arc::new(switchboard_worker::runtime::metrics::Metrics::new("a", "b", "c"));
+    let pipeline = Arc::new(Pipeline::new(
+        switchboard_worker::transform::Transform::default(),
+        vec![target],
+        recorder.clone(),
+        metrics.clone(),
+    ));
+    let (fast, rx) = tokio::sync::mpsc::channel(16);
+    let dispatcher = Dispatcher {
+        queue: queue.clone(),
+        pipeline,
+        health: Arc::default(),
+        metrics,
+        concurrency: 4,
+        fast: Some(rx),
+    };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(dispatcher.run(stopped, std::time::Duration::from_secs(5)));
+    let delivered = |id: &str| recorder.0.lock().unwrap().iter().any(|d| d == id);
+
+    // Once a first event is through, the dispatcher's start-up scan is behind it.
+    let seq = queue.enqueue_unannounced(&event("first", None)).await.unwrap();
+    fast.send((seq, event("first", None), serde_json::json!({}))).await.unwrap();
+    while !delivered("first") {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // (The test events name targets `a` and `b`; `a` is the one configured.)
+    // Stored without a hand-over and without a wake-up: a wake-up that got lost.
+    queue.enqueue_unannounced(&event("missed", None)).await.unwrap();
+    // Meanwhile events keep arriving in memory, a few every second, as under steady load.
+    let mut sent = 0;
+    while !delivered("missed") && sent < 100 {
+        let id = format!("e{sent}");
+        let seq = queue.enqueue_unannounced(&event(&id, None)).await.unwrap();
+        fast.send((seq, event(&id, None), serde_json::json!({}))).await.unwrap();
+        sent += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        delivered("missed"),
+        "an event whose wake-up was lost waited for the traffic to stop ({sent} events later)"
+    );
+    stop.send(true).unwrap();
+    running.await.unwrap();
+}

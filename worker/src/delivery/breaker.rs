@@ -54,14 +54,15 @@ enum State {
 /// Every breaker of a worker, by endpoint key.
 #[derive(Debug, Default)]
 pub(crate) struct Breakers {
-    states: Mutex<HashMap<String, State>>,
+    // Keys are shared with the permits, so a call allocates no key of its own.
+    states: Mutex<HashMap<Arc<str>, State>>,
 }
 
 /// Permission to make one call; report its result with [`Permit::record`].
 #[derive(Debug)]
 pub(crate) struct Permit {
     breakers: Arc<Breakers>,
-    key: String,
+    key: Arc<str>,
     config: CircuitBreakerConfig,
     done: bool,
 }
@@ -84,32 +85,44 @@ impl Breakers {
         key: &str,
         config: &CircuitBreakerConfig,
     ) -> Result<Permit, Duration> {
-        let permit = Permit {
+        let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        let shared = match states.get_key_value(key) {
+            Some((shared, _)) => shared.clone(),
+            None => {
+                let shared: Arc<str> = Arc::from(key);
+                states.insert(shared.clone(), State::Closed { failures: 0 });
+                shared
+            }
+        };
+        let allowed = if config.failure_threshold == 0 {
+            Ok(())
+        } else {
+            let state = states.get_mut(key).expect("inserted above");
+            let now = Instant::now();
+            match state {
+                State::Closed { .. } => Ok(()),
+                State::Open { until } if now >= *until => {
+                    *state = State::HalfOpen { probing: true };
+                    tracing::info!(endpoint = key, "circuit half-open: sending one probe");
+                    Ok(())
+                }
+                State::Open { until } => Err(*until - now),
+                State::HalfOpen { probing: false } => {
+                    *state = State::HalfOpen { probing: true };
+                    Ok(())
+                }
+                State::HalfOpen { probing: true } => Err(Duration::from_millis(config.open_for_ms)),
+            }
+        };
+        // The permit exists only once the lock is released: dropping one records a verdict,
+        // which takes the lock.
+        drop(states);
+        allowed.map(|()| Permit {
             breakers: self.clone(),
-            key: key.to_string(),
+            key: shared,
             config: config.clone(),
             done: false,
-        };
-        if config.failure_threshold == 0 {
-            return Ok(permit);
-        }
-        let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
-        let state = states.entry(key.to_string()).or_insert(State::Closed { failures: 0 });
-        let now = Instant::now();
-        match state {
-            State::Closed { .. } => Ok(permit),
-            State::Open { until } if now >= *until => {
-                *state = State::HalfOpen { probing: true };
-                tracing::info!(endpoint = key, "circuit half-open: sending one probe");
-                Ok(permit)
-            }
-            State::Open { until } => Err(*until - now),
-            State::HalfOpen { probing: false } => {
-                *state = State::HalfOpen { probing: true };
-                Ok(permit)
-            }
-            State::HalfOpen { probing: true } => Err(Duration::from_millis(config.open_for_ms)),
-        }
+        })
     }
 
     /// The state of the breaker of `key` now.
@@ -128,7 +141,10 @@ impl Breakers {
             return;
         }
         let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
-        let state = states.entry(key.to_string()).or_insert(State::Closed { failures: 0 });
+        if !states.contains_key(key) {
+            states.insert(Arc::from(key), State::Closed { failures: 0 });
+        }
+        let state = states.get_mut(key).expect("inserted above");
         let open =
             || State::Open { until: Instant::now() + Duration::from_millis(config.open_for_ms) };
         let next = match (&*state, verdict) {

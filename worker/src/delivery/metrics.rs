@@ -11,6 +11,8 @@
 //!
 //! Labels carry names from the config only, never values from events or credentials.
 
+use std::sync::OnceLock;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -18,6 +20,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::config::OutboundCall;
 use crate::credentials::CredentialStore;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -110,6 +113,84 @@ impl DeliveryMetrics {
                 .filter_map(|c| c.oauth2().map(|cache| (c.name().to_string(), cache.clone())))
                 .collect(),
         }));
+    }
+}
+
+/// The circuit-breaker key of a call's endpoint.
+pub(crate) fn breaker_key(call: &OutboundCall) -> String {
+    format!("{}|{}", call.endpoint.name, call.endpoint.url)
+}
+
+/// What every successful delivery of one call touches: its breaker key and its series of
+/// the families above, each looked up on first use and then kept, so that a delivery builds
+/// no label strings. Failures, rarer, count through the families.
+#[derive(Debug)]
+pub(crate) struct CallSeries {
+    pub(crate) breaker_key: String,
+    endpoint: String,
+    method: String,
+    duration: OnceLock<Histogram>,
+    attempts_delivered: OnceLock<Counter>,
+    deliveries_delivered: OnceLock<Counter>,
+    circuit_state: OnceLock<Gauge>,
+}
+
+impl CallSeries {
+    pub(crate) fn new(call: &OutboundCall) -> CallSeries {
+        CallSeries {
+            breaker_key: breaker_key(call),
+            endpoint: call.endpoint.name.clone(),
+            method: call.method.name.clone(),
+            duration: OnceLock::new(),
+            attempts_delivered: OnceLock::new(),
+            deliveries_delivered: OnceLock::new(),
+            circuit_state: OnceLock::new(),
+        }
+    }
+
+    pub(crate) fn method_labels(&self) -> MethodLabels {
+        MethodLabels { endpoint: self.endpoint.clone(), method: self.method.clone() }
+    }
+
+    pub(crate) fn duration(&self, metrics: &DeliveryMetrics) -> &Histogram {
+        self.duration.get_or_init(|| metrics.duration.get_or_create_owned(&self.method_labels()))
+    }
+
+    pub(crate) fn attempts_delivered(&self, metrics: &DeliveryMetrics) -> &Counter {
+        self.attempts_delivered.get_or_init(|| {
+            metrics.attempts.get_or_create_owned(&self.attempt_labels("delivered", ""))
+        })
+    }
+
+    pub(crate) fn attempt_labels(&self, result: &str, category: &str) -> AttemptLabels {
+        AttemptLabels {
+            endpoint: self.endpoint.clone(),
+            method: self.method.clone(),
+            result: result.into(),
+            category: category.into(),
+        }
+    }
+
+    pub(crate) fn deliveries_delivered(&self, metrics: &DeliveryMetrics) -> &Counter {
+        self.deliveries_delivered.get_or_init(|| {
+            metrics.deliveries.get_or_create_owned(&self.outcome_labels("delivered"))
+        })
+    }
+
+    pub(crate) fn outcome_labels(&self, outcome: &str) -> OutcomeLabels {
+        OutcomeLabels {
+            endpoint: self.endpoint.clone(),
+            method: self.method.clone(),
+            outcome: outcome.into(),
+        }
+    }
+
+    pub(crate) fn circuit_state(&self, metrics: &DeliveryMetrics) -> &Gauge {
+        self.circuit_state.get_or_init(|| {
+            metrics
+                .circuit_state
+                .get_or_create_owned(&EndpointLabels { endpoint: self.endpoint.clone() })
+        })
     }
 }
 

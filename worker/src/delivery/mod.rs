@@ -43,7 +43,7 @@ use tokio::time::Instant;
 pub use backoff::{backoff_ceiling, backoff_delay, parse_retry_after};
 pub use breaker::CircuitState;
 use breaker::{Breakers, Verdict};
-use metrics::{AttemptLabels, DeliveryMetrics, EndpointLabels, MethodLabels, OutcomeLabels};
+use metrics::{CallSeries, DeliveryMetrics, breaker_key};
 
 use crate::config::{EgressConfig, OutboundCall, WorkerConfig};
 use crate::credentials::{Authorization, CredentialError, CredentialStore, hmac};
@@ -53,6 +53,20 @@ use crate::outbound::http::{
     sanitize_excerpt,
 };
 pub use crate::outbound::request::CompiledCall;
+
+/// A target's call as a worker delivers it for every event: parsed once ([`CompiledCall`]),
+/// with its circuit-breaker key and the metric series of its successful deliveries kept.
+pub struct TargetCall {
+    compiled: CompiledCall,
+    series: CallSeries,
+}
+
+impl TargetCall {
+    /// Parse and check `call`.
+    pub fn compile(call: &OutboundCall) -> Result<TargetCall, RequestError> {
+        Ok(TargetCall { compiled: CompiledCall::compile(call)?, series: CallSeries::new(call) })
+    }
+}
 use crate::outbound::request::{BodyKind, PreparedRequest, RequestError, check_call, prepare};
 use crate::outbound::{soap, xml::XmlLimits};
 
@@ -506,24 +520,27 @@ impl Outbound {
         delivery_id: &str,
         response_limit: Option<usize>,
     ) -> DeliveryOutcome {
-        self.deliver_rendered(call, prepare(call, vars), delivery_id, response_limit).await
+        let series = CallSeries::new(call);
+        self.deliver_rendered(call, &series, prepare(call, vars), delivery_id, response_limit).await
     }
 
-    /// [`Outbound::deliver`] with the call parsed beforehand ([`CompiledCall::compile`] of
-    /// the same `call`), as a worker does for each of its targets.
+    /// [`Outbound::deliver`] of a target's call parsed beforehand ([`TargetCall::compile`]
+    /// of the same `call`), as a worker does for each of its targets.
     pub async fn deliver_compiled(
         &self,
         call: &OutboundCall,
-        compiled: &CompiledCall,
+        target: &TargetCall,
         vars: &BTreeMap<String, String>,
         delivery_id: &str,
     ) -> DeliveryOutcome {
-        self.deliver_rendered(call, compiled.render(call, vars), delivery_id, None).await
+        let rendered = target.compiled.render(call, vars);
+        self.deliver_rendered(call, &target.series, rendered, delivery_id, None).await
     }
 
     async fn deliver_rendered(
         &self,
         call: &OutboundCall,
+        series: &CallSeries,
         rendered: Result<PreparedRequest, RequestError>,
         delivery_id: &str,
         response_limit: Option<usize>,
@@ -544,8 +561,9 @@ impl Outbound {
                     result: AttemptResult::CircuitOpen,
                     delay: None,
                 };
-                let outcome =
-                    self.attempt_prepared(call, &prepared, &key, number, response_limit).await;
+                let outcome = self
+                    .attempt_prepared(call, series, &prepared, &key, number, response_limit)
+                    .await;
                 record.result = attempt_result(&outcome);
                 match outcome {
                     AttemptOutcome::Delivered(Delivered { status, captures, body, link }) => {
@@ -582,12 +600,11 @@ impl Outbound {
                 }
             },
         };
-        let labels = OutcomeLabels {
-            endpoint: call.endpoint.name.clone(),
-            method: call.method.name.clone(),
-            outcome: outcome.outcome().to_string(),
+        let metrics = &self.inner.metrics;
+        match &outcome {
+            DeliveryOutcome::Delivered { .. } => series.deliveries_delivered(metrics).inc(),
+            _ => metrics.deliveries.get_or_create(&series.outcome_labels(outcome.outcome())).inc(),
         };
-        self.inner.metrics.deliveries.get_or_create(&labels).inc();
         match outcome.failure() {
             Some(failure) => {
                 tracing::warn!(endpoint = %call.endpoint.name, method = %call.method.name,
@@ -608,10 +625,11 @@ impl Outbound {
         delivery_id: &str,
         attempt: u32,
     ) -> AttemptOutcome {
+        let series = CallSeries::new(call);
         match prepare(call, vars) {
             Ok(prepared) => {
-                self.attempt_prepared(call, &prepared, &idempotency_key(delivery_id), attempt, None)
-                    .await
+                let key = idempotency_key(delivery_id);
+                self.attempt_prepared(call, &series, &prepared, &key, attempt, None).await
             }
             Err(error) => AttemptOutcome::Permanent(request_failure(&error)),
         }
@@ -620,24 +638,21 @@ impl Outbound {
     async fn attempt_prepared(
         &self,
         call: &OutboundCall,
+        series: &CallSeries,
         prepared: &PreparedRequest,
         key: &str,
         number: u32,
         response_limit: Option<usize>,
     ) -> AttemptOutcome {
-        let method_labels =
-            MethodLabels { endpoint: call.endpoint.name.clone(), method: call.method.name.clone() };
+        let metrics = &self.inner.metrics;
         if number > 1 {
-            self.inner.metrics.retries.get_or_create(&method_labels).inc();
+            metrics.retries.get_or_create(&series.method_labels()).inc();
         }
         let started = Instant::now();
-        let (outcome, sent) = self.run_attempt(call, prepared, key, response_limit, true).await;
+        let breaker = Some(series.breaker_key.as_str());
+        let (outcome, sent) = self.run_attempt(call, prepared, key, response_limit, breaker).await;
         if sent {
-            self.inner
-                .metrics
-                .duration
-                .get_or_create(&method_labels)
-                .observe(started.elapsed().as_secs_f64());
+            series.duration(metrics).observe(started.elapsed().as_secs_f64());
         }
         let (result, category) = match &outcome {
             AttemptOutcome::Delivered(_) => ("delivered", ""),
@@ -645,22 +660,12 @@ impl Outbound {
             AttemptOutcome::Permanent(f) => ("permanent", f.kind.category()),
             AttemptOutcome::CircuitOpen { .. } => ("circuit_open", ""),
         };
-        self.inner
-            .metrics
-            .attempts
-            .get_or_create(&AttemptLabels {
-                endpoint: call.endpoint.name.clone(),
-                method: call.method.name.clone(),
-                result: result.into(),
-                category: category.into(),
-            })
-            .inc();
-        let state = self.inner.breakers.state(&breaker_key(call));
-        self.inner
-            .metrics
-            .circuit_state
-            .get_or_create(&EndpointLabels { endpoint: call.endpoint.name.clone() })
-            .set(state.gauge_value());
+        match result {
+            "delivered" => series.attempts_delivered(metrics).inc(),
+            _ => metrics.attempts.get_or_create(&series.attempt_labels(result, category)).inc(),
+        };
+        let state = self.inner.breakers.state(&series.breaker_key);
+        series.circuit_state(metrics).set(state.gauge_value());
         outcome
     }
 
@@ -676,7 +681,7 @@ impl Outbound {
     ) -> AttemptOutcome {
         match prepare(call, vars) {
             Ok(prepared) => {
-                self.run_attempt(call, &prepared, &idempotency_key(probe_id), None, false).await.0
+                self.run_attempt(call, &prepared, &idempotency_key(probe_id), None, None).await.0
             }
             Err(error) => AttemptOutcome::Permanent(request_failure(&error)),
         }
@@ -702,15 +707,15 @@ impl Outbound {
         }
     }
 
-    /// One attempt; the flag says whether a request went out. `breaker: false` leaves the
-    /// endpoint's circuit breaker alone (health checks).
+    /// One attempt; the flag says whether a request went out. `breaker` is the key of the
+    /// endpoint's circuit breaker to consult and tell; `None` leaves it alone (health checks).
     async fn run_attempt(
         &self,
         call: &OutboundCall,
         prepared: &PreparedRequest,
         key: &str,
         response_limit: Option<usize>,
-        breaker: bool,
+        breaker: Option<&str>,
     ) -> (AttemptOutcome, bool) {
         let endpoint = &call.endpoint;
         let timeout = Duration::from_millis(endpoint.timeout_ms.max(1));
@@ -772,13 +777,12 @@ impl Outbound {
             None => None,
         };
 
-        let permit = if breaker {
-            match self.inner.breakers.acquire(&breaker_key(call), &endpoint.circuit_breaker) {
+        let permit = match breaker {
+            Some(key) => match self.inner.breakers.acquire(key, &endpoint.circuit_breaker) {
                 Ok(permit) => Some(permit),
                 Err(retry_in) => return (AttemptOutcome::CircuitOpen { retry_in }, false),
-            }
-        } else {
-            None
+            },
+            None => None,
         };
 
         let mut reauthorized = false;
@@ -894,10 +898,6 @@ fn optional_millis<S: serde::Serializer>(
         Some(duration) => millis(duration, serializer),
         None => serializer.serialize_none(),
     }
-}
-
-fn breaker_key(call: &OutboundCall) -> String {
-    format!("{}|{}", call.endpoint.name, call.endpoint.url)
 }
 
 fn request_failure(error: &RequestError) -> AttemptFailure {

@@ -39,7 +39,7 @@ use serde_json::{Value, json};
 use self::auth::{AuthError, Authenticator, PeerCertificates, SecretLookup};
 use crate::config::{CredentialConfig, SourceConfig};
 use crate::queue::{QueuedEvent, StoreCounters, StoredRequest};
-use crate::runtime::metrics::{Metrics, RouteLabels};
+use crate::runtime::metrics::{Metrics, RouteLabels, RouteSeries};
 
 /// Headers never stored with an event.
 const DROPPED_HEADERS: &[&str] = &[
@@ -105,6 +105,8 @@ pub struct RouteSpec {
     pub id_header: Option<String>,
     /// Targets fed (empty: all).
     pub targets: Vec<String>,
+    /// The route's metric series, kept once created.
+    pub series: RouteSeries,
 }
 
 /// The routes of a source.
@@ -130,6 +132,7 @@ pub fn routes_for(
                 max_body_bytes: w.max_body_bytes as usize,
                 id_header: w.id_header.as_ref().map(|h| h.to_ascii_lowercase()),
                 targets: vec![],
+                series: RouteSeries::default(),
             }])
         }
         SourceConfig::Api(api) => api
@@ -157,6 +160,7 @@ pub fn routes_for(
                     max_body_bytes: api.max_body_bytes as usize,
                     id_header: None,
                     targets: r.targets.clone(),
+                    series: RouteSeries::default(),
                 })
             })
             .collect(),
@@ -302,11 +306,13 @@ async fn handle(
     request: Request,
 ) -> Response {
     let started = Instant::now();
-    let labels = RouteLabels { route: route.name.clone() };
-    state.metrics.received.get_or_create(&labels).inc();
+    route.series.received(&state.metrics, &route.name).inc();
     state.counters.received.fetch_add(1, Ordering::Relaxed);
     let response = handle_inner(&state, &route, params, peer, request).await;
-    state.metrics.request_duration.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+    route
+        .series
+        .request_duration(&state.metrics, &route.name)
+        .observe(started.elapsed().as_secs_f64());
     response
 }
 
@@ -509,24 +515,27 @@ async fn handle_inner(
     };
     let id = event.id.clone();
     let outcome = state.sink.accept(AcceptedEvent { event, body: parsed }).await;
-    match outcome {
-        SinkOutcome::Queued => {
-            state.metrics.accepted.get_or_create(&RouteLabels { route: route.name.clone() }).inc();
-            (StatusCode::ACCEPTED, axum::Json(json!({"status": "accepted", "id": id})))
-                .into_response()
-        }
-        SinkOutcome::Delivered => {
-            state.metrics.accepted.get_or_create(&RouteLabels { route: route.name.clone() }).inc();
-            (StatusCode::OK, axum::Json(json!({"status": "delivered", "id": id}))).into_response()
-        }
-        SinkOutcome::Filtered => {
-            state.metrics.accepted.get_or_create(&RouteLabels { route: route.name.clone() }).inc();
-            (StatusCode::OK, axum::Json(json!({"status": "filtered", "id": id}))).into_response()
-        }
+    let answer = match outcome {
+        SinkOutcome::Queued => (StatusCode::ACCEPTED, "accepted"),
+        SinkOutcome::Delivered => (StatusCode::OK, "delivered"),
+        SinkOutcome::Filtered => (StatusCode::OK, "filtered"),
         SinkOutcome::Refused { status, reason, message } => {
-            refuse(state, name, status, &reason, &message)
+            return refuse(state, name, status, &reason, &message);
         }
-    }
+    };
+    route.series.accepted(&state.metrics, name).inc();
+    event_answer(answer, &id)
+}
+
+/// The answer to an accepted event, `{"status": ..., "id": ...}`, written directly: the
+/// status is one of a few words and the id is ours (a UUID), so neither needs escaping.
+fn event_answer((status, word): (StatusCode, &'static str), id: &str) -> Response {
+    let body = format!(r#"{{"status":"{word}","id":"{id}"}}"#);
+    let mut response = (status, body).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    response
 }
 
 /// Headers kept with an event: lower-case names, credentials removed.

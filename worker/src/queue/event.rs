@@ -135,10 +135,13 @@ pub fn sanitize_message(text: &str) -> String {
 
 /// Encode an event for storage: `u32` header length, JSON header, raw body.
 pub fn encode_event(event: &QueuedEvent) -> Vec<u8> {
-    let header = serde_json::to_vec(event).expect("a QueuedEvent always serializes");
-    let mut out = Vec::with_capacity(4 + header.len() + event.body.len());
-    out.extend_from_slice(&(header.len() as u32).to_le_bytes());
-    out.extend_from_slice(&header);
+    // One buffer for every event (a typical header fits the reserve): the header is written
+    // in place and its length patched in front, instead of a second buffer copied over.
+    let mut out = Vec::with_capacity(4 + 512 + event.body.len());
+    out.extend_from_slice(&[0; 4]);
+    serde_json::to_writer(&mut out, event).expect("a QueuedEvent always serializes");
+    let header_len = (out.len() - 4) as u32;
+    out[..4].copy_from_slice(&header_len.to_le_bytes());
     out.extend_from_slice(&event.body);
     out
 }

@@ -25,7 +25,7 @@ use chrono::Utc;
 use tokio::sync::{Semaphore, watch};
 
 use super::health::Health;
-use super::metrics::{FailureLabels, Metrics, ReasonLabels, TargetLabels};
+use super::metrics::{FailureLabels, Metrics, ReasonLabels, TargetSeries};
 use crate::config::TargetConfig;
 use crate::inbound::{
     AcceptedEvent, EventSink, SinkFuture, SinkOutcome, expression_inputs, parse_stored_body,
@@ -109,6 +109,8 @@ pub struct Pipeline {
     transform: Transform,
     inputs: Vec<&'static str>,
     targets: Vec<TargetConfig>,
+    /// Each target's metric series, in the order of `targets`.
+    series: Vec<TargetSeries>,
     deliverer: Arc<dyn Deliverer>,
     metrics: Arc<Metrics>,
 }
@@ -122,7 +124,8 @@ impl Pipeline {
         metrics: Arc<Metrics>,
     ) -> Pipeline {
         let inputs = transform.referenced_inputs();
-        Pipeline { transform, inputs, targets, deliverer, metrics }
+        let series = targets.iter().map(|_| TargetSeries::default()).collect();
+        Pipeline { transform, inputs, targets, series, deliverer, metrics }
     }
 
     /// The deliverer (for circuit states).
@@ -173,11 +176,12 @@ impl Pipeline {
         let pending: Vec<String> = event.pending_targets.clone();
         let mut still: BTreeSet<String> = pending.iter().cloned().collect();
         for name in &pending {
-            let Some(target) = self.targets.iter().find(|t| &t.name == name) else {
+            let Some(index) = self.targets.iter().position(|t| &t.name == name) else {
                 // A target removed from the config since the event was stored: nothing to do.
                 still.remove(name);
                 continue;
             };
+            let (target, series) = (&self.targets[index], &self.series[index]);
             match self.transform.target_accepts(name, input) {
                 Ok(true) => {}
                 Ok(false) => {
@@ -188,13 +192,9 @@ impl Pipeline {
             }
             let started = Instant::now();
             let outcome = self.deliverer.deliver(target, vars, &event.id).await;
-            let labels = TargetLabels { target: name.clone() };
-            self.metrics
-                .delivery_duration
-                .get_or_create(&labels)
-                .observe(started.elapsed().as_secs_f64());
+            series.delivery_duration(&self.metrics, name).observe(started.elapsed().as_secs_f64());
             if outcome.retries > 0 {
-                self.metrics.retried.get_or_create(&labels).inc_by(outcome.retries);
+                series.retried(&self.metrics, name).inc_by(outcome.retries);
             }
             retries += outcome.retries;
             event.attempts.extend(outcome.attempts.into_iter().map(|mut a| {
@@ -202,7 +202,7 @@ impl Pipeline {
                 a
             }));
             if outcome.delivered {
-                self.metrics.delivered.get_or_create(&labels).inc();
+                series.delivered(&self.metrics, name).inc();
                 still.remove(name);
             } else {
                 self.metrics
@@ -372,6 +372,9 @@ pub struct Dispatcher {
 /// How many events are read from the store per scan.
 const SCAN_BATCH: usize = 256;
 
+/// How often the store is scanned even without a wake-up: the safety net for a missed one.
+pub const SAFETY_SCAN_INTERVAL: Duration = Duration::from_secs(2);
+
 impl Dispatcher {
     /// Run until `shutdown` turns true; then wait up to `grace` for deliveries in flight.
     /// Events still in flight stay in the queue and are delivered after the restart.
@@ -385,6 +388,12 @@ impl Dispatcher {
         let mut cursor = 0u64;
         let mut handed: HashSet<u64> = HashSet::new();
         let mut scan = true;
+        // One timer for the whole run: a fresh sleep per received event registered and
+        // removed a timer for every event, and under steady traffic it never fired, so a
+        // missed wake-up waited for a pause in the traffic (and `handed` grew until then).
+        let mut safety_scan = tokio::time::interval(SAFETY_SCAN_INTERVAL);
+        safety_scan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        safety_scan.reset();
         loop {
             if *shutdown.borrow() {
                 break;
@@ -435,8 +444,8 @@ impl Dispatcher {
             let received = tokio::select! {
                 item = async { match fast.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => item,
                 _ = this.queue.notify().notified() => { scan = true; continue }
-                // A safety net: a missed wake-up costs at most this long.
-                _ = tokio::time::sleep(Duration::from_secs(2)) => { scan = true; continue }
+                // A safety net: a missed wake-up costs at most this long, traffic or not.
+                _ = safety_scan.tick() => { scan = true; continue }
                 _ = shutdown.changed() => break,
             };
             let Some((seq, event, body)) = received else {

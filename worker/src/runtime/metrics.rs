@@ -30,10 +30,12 @@
 //! | `switchboard_worker_certificate_expiry_timestamp_seconds` | check | `notAfter` of a checked certificate |
 
 use std::borrow::Cow;
+use std::hash::Hash;
+use std::sync::OnceLock;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
@@ -91,6 +93,89 @@ pub struct CheckLabels {
 pub struct ReasonLabels {
     /// Short category.
     pub reason: String,
+}
+
+/// One series of a labelled family, looked up on first use and then kept: a hot path (a
+/// route's requests, a target's deliveries) counts into it without building its label strings
+/// and hashing them into the family for every event. The series shares its value with the
+/// family, so `/metrics` shows it exactly as before, and only once it was first counted.
+pub struct Series<M> {
+    cell: OnceLock<M>,
+}
+
+impl<M> Default for Series<M> {
+    fn default() -> Self {
+        Series { cell: OnceLock::new() }
+    }
+}
+
+impl<M> std::fmt::Debug for Series<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Series").field("created", &self.cell.get().is_some()).finish()
+    }
+}
+
+impl<M: Clone> Series<M> {
+    /// The series of `family` with the labels `labels()` builds (called once).
+    pub fn of<S, C>(&self, family: &Family<S, M, C>, labels: impl FnOnce() -> S) -> &M
+    where
+        S: Clone + Hash + Eq,
+        C: MetricConstructor<M>,
+    {
+        self.cell.get_or_init(|| family.get_or_create_owned(&labels()))
+    }
+}
+
+/// The series of one inbound route that every request counts into.
+#[derive(Debug, Default)]
+pub struct RouteSeries {
+    received: Series<Counter>,
+    accepted: Series<Counter>,
+    request_duration: Series<Histogram>,
+}
+
+impl RouteSeries {
+    /// `received_total{route}`.
+    pub fn received(&self, metrics: &Metrics, route: &str) -> &Counter {
+        self.received.of(&metrics.received, || RouteLabels { route: route.to_string() })
+    }
+
+    /// `accepted_total{route}`.
+    pub fn accepted(&self, metrics: &Metrics, route: &str) -> &Counter {
+        self.accepted.of(&metrics.accepted, || RouteLabels { route: route.to_string() })
+    }
+
+    /// `request_duration_seconds{route}`.
+    pub fn request_duration(&self, metrics: &Metrics, route: &str) -> &Histogram {
+        self.request_duration
+            .of(&metrics.request_duration, || RouteLabels { route: route.to_string() })
+    }
+}
+
+/// The series of one target that every delivery counts into.
+#[derive(Debug, Default)]
+pub struct TargetSeries {
+    delivered: Series<Counter>,
+    retried: Series<Counter>,
+    delivery_duration: Series<Histogram>,
+}
+
+impl TargetSeries {
+    /// `delivered_total{target}`.
+    pub fn delivered(&self, metrics: &Metrics, target: &str) -> &Counter {
+        self.delivered.of(&metrics.delivered, || TargetLabels { target: target.to_string() })
+    }
+
+    /// `retried_total{target}`.
+    pub fn retried(&self, metrics: &Metrics, target: &str) -> &Counter {
+        self.retried.of(&metrics.retried, || TargetLabels { target: target.to_string() })
+    }
+
+    /// `delivery_duration_seconds{target}`.
+    pub fn delivery_duration(&self, metrics: &Metrics, target: &str) -> &Histogram {
+        self.delivery_duration
+            .of(&metrics.delivery_duration, || TargetLabels { target: target.to_string() })
+    }
 }
 
 fn latency_histogram() -> Histogram {
@@ -329,5 +414,29 @@ mod tests {
         ), "{text}");
         assert!(text.contains("switchboard_worker_received_total"));
         assert!(text.contains("# TYPE switchboard_worker_queue_depth gauge"));
+    }
+
+    #[test]
+    fn kept_series_count_into_their_family() {
+        let m = Metrics::new("alerts", "ops", "noc");
+        let route = RouteSeries::default();
+        let target = TargetSeries::default();
+        assert!(!m.encode().contains("route=\"/hook\""), "no series before it is counted");
+        route.received(&m, "/hook").inc();
+        route.received(&m, "/hook").inc();
+        m.received.get_or_create(&RouteLabels { route: "/hook".into() }).inc();
+        target.delivered(&m, "sink").inc();
+        target.delivery_duration(&m, "sink").observe(0.001);
+        let text = m.encode();
+        assert!(text.contains(
+            r#"switchboard_worker_received_total{integration="alerts",namespace="ops",owner_team="noc",route="/hook"} 3"#
+        ), "{text}");
+        assert!(text.contains(
+            r#"switchboard_worker_delivered_total{integration="alerts",namespace="ops",owner_team="noc",target="sink"} 1"#
+        ), "{text}");
+        assert!(text.contains(
+            r#"switchboard_worker_delivery_duration_seconds_count{integration="alerts",namespace="ops",owner_team="noc",target="sink"} 1"#
+        ), "{text}");
+        assert!(!text.contains("switchboard_worker_retried_total{"), "never counted: {text}");
     }
 }

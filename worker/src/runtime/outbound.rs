@@ -14,7 +14,7 @@ use super::delivery::{Deliverer, DeliveryFuture, TargetOutcome};
 use crate::config::{RetryConfig, SecretRole, TargetConfig, TargetKind, WorkerConfig};
 use crate::credentials::CredentialStore;
 use crate::database::target::DatabaseTarget;
-use crate::delivery::{AttemptResult, CompiledCall, DeliveryOutcome, Outbound};
+use crate::delivery::{AttemptResult, DeliveryOutcome, Outbound, TargetCall};
 use crate::email::smtp::EmailTarget;
 use crate::inbound::auth::SecretLookup;
 use crate::queue::Attempt;
@@ -33,7 +33,7 @@ pub struct OutboundDeliverer {
     outbound: Outbound,
     targets: Vec<TargetConfig>,
     /// Each outboundMessage target's call, parsed once.
-    compiled: BTreeMap<String, CompiledCall>,
+    compiled: BTreeMap<String, TargetCall>,
     email: BTreeMap<String, EmailTarget>,
 }
 
@@ -52,8 +52,8 @@ pub fn outbound_deliverer(config: &WorkerConfig) -> Result<Arc<OutboundDeliverer
     let mut compiled = BTreeMap::new();
     for target in &config.targets {
         if let TargetKind::OutboundMessage(call) = &target.kind {
-            let call = CompiledCall::compile(call)
-                .map_err(|e| format!("target {:?}: {e}", target.name))?;
+            let call =
+                TargetCall::compile(call).map_err(|e| format!("target {:?}: {e}", target.name))?;
             compiled.insert(target.name.clone(), call);
         }
         if let TargetKind::Email(settings) = &target.kind {

@@ -178,24 +178,25 @@ impl Expression {
 
     /// Evaluate against the input.
     pub fn evaluate(&self, input: &CelInput) -> Result<Value, TransformError> {
+        input.with_context(|ctx| self.evaluate_in(ctx, input))
+    }
+
+    /// Evaluate in `ctx`, a context built by [`CelInput::with_context`] of `input`.
+    fn evaluate_in(&self, ctx: &Context, input: &CelInput) -> Result<Value, TransformError> {
         self.check_cost(input)?;
-        // The standard functions are registered once per thread; each evaluation only adds
-        // the event's variables in a child scope.
-        BASE_CONTEXT.with(|base| {
-            let mut ctx = base.new_inner_scope();
-            for (name, value) in &input.variables {
-                ctx.add_variable_from_value(name.as_str(), value.clone());
-            }
-            self.program.execute(&ctx).map_err(|e| TransformError::Evaluation {
-                what: self.what.clone(),
-                message: e.to_string(),
-            })
+        self.program.execute(ctx).map_err(|e| TransformError::Evaluation {
+            what: self.what.clone(),
+            message: e.to_string(),
         })
     }
 
     /// Evaluate a condition.
     pub fn evaluate_bool(&self, input: &CelInput) -> Result<bool, TransformError> {
-        match self.evaluate(input)? {
+        input.with_context(|ctx| self.evaluate_bool_in(ctx, input))
+    }
+
+    fn evaluate_bool_in(&self, ctx: &Context, input: &CelInput) -> Result<bool, TransformError> {
+        match self.evaluate_in(ctx, input)? {
             Value::Bool(b) => Ok(b),
             other => Err(TransformError::NotBool {
                 what: self.what.clone(),
@@ -303,6 +304,19 @@ impl CelInput {
     pub fn widest(&self) -> usize {
         self.widest
     }
+
+    /// Run `f` with a context holding these variables. The standard functions are registered
+    /// once per thread; the event's variables are bound here once, in a child scope, for
+    /// every expression `f` evaluates (filter and field map share one).
+    fn with_context<T>(&self, f: impl FnOnce(&Context) -> T) -> T {
+        BASE_CONTEXT.with(|base| {
+            let mut ctx = base.new_inner_scope();
+            for (name, value) in &self.variables {
+                ctx.add_variable_from_value(name.as_str(), value.clone());
+            }
+            f(&ctx)
+        })
+    }
 }
 
 fn to_cel(v: &serde_json::Value, widest: &mut usize) -> Value {
@@ -405,8 +419,17 @@ impl Transform {
         input: &CelInput,
         body: &serde_json::Value,
     ) -> Result<Outcome, TransformError> {
+        input.with_context(|ctx| self.apply_in(ctx, input, body))
+    }
+
+    fn apply_in(
+        &self,
+        ctx: &Context,
+        input: &CelInput,
+        body: &serde_json::Value,
+    ) -> Result<Outcome, TransformError> {
         if let Some(filter) = &self.filter
-            && !filter.evaluate_bool(input)?
+            && !filter.evaluate_bool_in(ctx, input)?
         {
             return Ok(Outcome::Filtered);
         }
@@ -421,7 +444,7 @@ impl Transform {
             return Ok(Outcome::Mapped(vars));
         }
         for (name, expr) in &self.field_map {
-            let value = expr.evaluate(input)?;
+            let value = expr.evaluate_in(ctx, input)?;
             let json = cel_to_json(&value).map_err(|message| TransformError::Evaluation {
                 what: expr.what.clone(),
                 message,

@@ -873,20 +873,25 @@ mod tests {
         );
     }
 
-    #[test]
-    fn counters_alone_are_written_only_when_due() {
-        let observed = Observed { statuses: vec![worker(Some(100), None, 0)], unreachable: 0 };
-        let summary = summarize(&observed, None, false);
-        let mut old = IntegrationStatus::default();
-        assert!(worth_writing(&old, &summary, false), "a new condition is always written");
-        old.conditions = vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    /// `Healthy=True` as written for `summary`.
+    fn succeeding(summary: &Summary) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
             type_: "Healthy".into(),
             status: "True".into(),
             reason: "Succeeding".into(),
             message: summary.healthy.message.clone(),
             observed_generation: Some(1),
             last_transition_time: time(chrono::DateTime::from_timestamp(1, 0).unwrap()),
-        }];
+        }
+    }
+
+    #[test]
+    fn counters_alone_are_written_only_when_due() {
+        let observed = Observed { statuses: vec![worker(Some(100), None, 0)], unreachable: 0 };
+        let summary = summarize(&observed, None, false);
+        let mut old = IntegrationStatus::default();
+        assert!(worth_writing(&old, &summary, false), "a new condition is always written");
+        old.conditions = vec![succeeding(&summary)];
         old.consecutive_failures = Some(0);
         old.counters = summary.counters.clone().map(|mut c| {
             c.delivered = 1;
@@ -905,14 +910,7 @@ mod tests {
         let summary = summarize(&observed(100), None, false);
         let mut old = IntegrationStatus::default();
         apply_summary(&mut old, &summary);
-        old.conditions = vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
-            type_: "Healthy".into(),
-            status: "True".into(),
-            reason: "Succeeding".into(),
-            message: summary.healthy.message.clone(),
-            observed_generation: Some(1),
-            last_transition_time: time(chrono::DateTime::from_timestamp(1, 0).unwrap()),
-        }];
+        old.conditions = vec![succeeding(&summary)];
         assert!(!worth_writing(&old, &summary, true), "nothing changed");
         let later = summarize(&observed(200), None, false);
         assert_ne!(later.healthy.message, summary.healthy.message);

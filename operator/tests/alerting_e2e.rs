@@ -370,8 +370,10 @@ async fn a_stopped_target_alerts_its_owner_once_everywhere_and_its_return_resolv
         (!prometheus_query(prometheus.port, &query).await.is_empty()).then_some(())
     })
     .await;
-    let up = prometheus_query(prometheus.port, "up == 1").await;
-    assert_eq!(up.len(), 3, "the operator and both workers are scraped: {up:#?}");
+    eventually("the operator and both workers scraped", WAIT, || async {
+        (prometheus_query(prometheus.port, "up == 1").await.len() == 3).then_some(())
+    })
+    .await;
 
     // More failures and more status passes add no notification.
     for _ in 0..3 {

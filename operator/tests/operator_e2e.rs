@@ -396,8 +396,9 @@ async fn a_secret_rotation_rolls_exactly_the_workers_that_use_it() {
         hash_of("change-approval", "slack-release-bot")
     })
     .await;
-    let bystander_version =
-        deployments.get("change-approval-worker").await.unwrap().resource_version();
+    // Its generation moves only when its spec does (its status moves while its pods start).
+    let bystander_generation =
+        deployments.get("change-approval-worker").await.unwrap().metadata.generation;
 
     let secrets: Api<Secret> = Api::namespaced(env.admin.clone(), NS);
     let patch = json!({"stringData": {"clientSecret": "FAKE-rotated-client-secret"}});
@@ -421,8 +422,8 @@ async fn a_secret_rotation_rolls_exactly_the_workers_that_use_it() {
     assert_ne!(after, before);
     assert_eq!(hash_of("change-approval", "slack-release-bot").await.unwrap(), bystander);
     assert_eq!(
-        deployments.get("change-approval-worker").await.unwrap().resource_version(),
-        bystander_version,
+        deployments.get("change-approval-worker").await.unwrap().metadata.generation,
+        bystander_generation,
         "an unrelated worker is untouched"
     );
     let credential = status_of::<Credential>(&env.admin, "servicenow-oauth").await.unwrap();

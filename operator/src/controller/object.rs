@@ -90,8 +90,7 @@ impl<K> Unchecked<K> {
     /// The status's conditions and hashes; empty when there is no status (or it cannot be
     /// read).
     pub fn status_view(&self) -> StatusView {
-        let status = self.status.as_deref().map(RawValue::get);
-        status.and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default()
+        self.status_as()
     }
 
     /// The status typed as `S`, or `S::default()` when there is none (or it cannot be read).

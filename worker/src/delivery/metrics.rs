@@ -11,11 +11,12 @@
 //!
 //! Labels carry names from the config only, never values from events or credentials.
 
+use std::hash::Hash;
 use std::sync::OnceLock;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
@@ -116,6 +117,37 @@ impl DeliveryMetrics {
     }
 }
 
+/// One series of a labelled family, looked up on first use and then kept: a hot path (a
+/// route's requests, a target's deliveries) counts into it without building its label strings
+/// and hashing them into the family for every event. The series shares its value with the
+/// family, so `/metrics` shows it exactly as before, and only once it was first counted.
+pub struct Series<M> {
+    cell: OnceLock<M>,
+}
+
+impl<M> Default for Series<M> {
+    fn default() -> Self {
+        Series { cell: OnceLock::new() }
+    }
+}
+
+impl<M> std::fmt::Debug for Series<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Series").field("created", &self.cell.get().is_some()).finish()
+    }
+}
+
+impl<M: Clone> Series<M> {
+    /// The series of `family` with the labels `labels()` builds (called once).
+    pub fn of<S, C>(&self, family: &Family<S, M, C>, labels: impl FnOnce() -> S) -> &M
+    where
+        S: Clone + Hash + Eq,
+        C: MetricConstructor<M>,
+    {
+        self.cell.get_or_init(|| family.get_or_create_owned(&labels()))
+    }
+}
+
 /// The circuit-breaker key of a call's endpoint.
 pub(crate) fn breaker_key(call: &OutboundCall) -> String {
     format!("{}|{}", call.endpoint.name, call.endpoint.url)
@@ -129,10 +161,10 @@ pub(crate) struct CallSeries {
     pub(crate) breaker_key: String,
     endpoint: String,
     method: String,
-    duration: OnceLock<Histogram>,
-    attempts_delivered: OnceLock<Counter>,
-    deliveries_delivered: OnceLock<Counter>,
-    circuit_state: OnceLock<Gauge>,
+    duration: Series<Histogram>,
+    attempts_delivered: Series<Counter>,
+    deliveries_delivered: Series<Counter>,
+    circuit_state: Series<Gauge>,
 }
 
 impl CallSeries {
@@ -141,10 +173,10 @@ impl CallSeries {
             breaker_key: breaker_key(call),
             endpoint: call.endpoint.name.clone(),
             method: call.method.name.clone(),
-            duration: OnceLock::new(),
-            attempts_delivered: OnceLock::new(),
-            deliveries_delivered: OnceLock::new(),
-            circuit_state: OnceLock::new(),
+            duration: Series::default(),
+            attempts_delivered: Series::default(),
+            deliveries_delivered: Series::default(),
+            circuit_state: Series::default(),
         }
     }
 
@@ -153,13 +185,11 @@ impl CallSeries {
     }
 
     pub(crate) fn duration(&self, metrics: &DeliveryMetrics) -> &Histogram {
-        self.duration.get_or_init(|| metrics.duration.get_or_create_owned(&self.method_labels()))
+        self.duration.of(&metrics.duration, || self.method_labels())
     }
 
     pub(crate) fn attempts_delivered(&self, metrics: &DeliveryMetrics) -> &Counter {
-        self.attempts_delivered.get_or_init(|| {
-            metrics.attempts.get_or_create_owned(&self.attempt_labels("delivered", ""))
-        })
+        self.attempts_delivered.of(&metrics.attempts, || self.attempt_labels("delivered", ""))
     }
 
     pub(crate) fn attempt_labels(&self, result: &str, category: &str) -> AttemptLabels {
@@ -172,9 +202,7 @@ impl CallSeries {
     }
 
     pub(crate) fn deliveries_delivered(&self, metrics: &DeliveryMetrics) -> &Counter {
-        self.deliveries_delivered.get_or_init(|| {
-            metrics.deliveries.get_or_create_owned(&self.outcome_labels("delivered"))
-        })
+        self.deliveries_delivered.of(&metrics.deliveries, || self.outcome_labels("delivered"))
     }
 
     pub(crate) fn outcome_labels(&self, outcome: &str) -> OutcomeLabels {
@@ -186,11 +214,8 @@ impl CallSeries {
     }
 
     pub(crate) fn circuit_state(&self, metrics: &DeliveryMetrics) -> &Gauge {
-        self.circuit_state.get_or_init(|| {
-            metrics
-                .circuit_state
-                .get_or_create_owned(&EndpointLabels { endpoint: self.endpoint.clone() })
-        })
+        self.circuit_state
+            .of(&metrics.circuit_state, || EndpointLabels { endpoint: self.endpoint.clone() })
     }
 }
 

@@ -43,6 +43,7 @@ use tokio::time::Instant;
 pub use backoff::{backoff_ceiling, backoff_delay, parse_retry_after};
 pub use breaker::CircuitState;
 use breaker::{Breakers, Verdict};
+pub use metrics::Series;
 use metrics::{CallSeries, DeliveryMetrics, breaker_key};
 
 use crate::config::{EgressConfig, OutboundCall, WorkerConfig};

@@ -30,15 +30,15 @@
 //! | `switchboard_worker_certificate_expiry_timestamp_seconds` | check | `notAfter` of a checked certificate |
 
 use std::borrow::Cow;
-use std::hash::Hash;
-use std::sync::OnceLock;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::{Family, MetricConstructor};
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+pub use crate::delivery::Series;
 
 use crate::config::WorkerConfig;
 
@@ -93,37 +93,6 @@ pub struct CheckLabels {
 pub struct ReasonLabels {
     /// Short category.
     pub reason: String,
-}
-
-/// One series of a labelled family, looked up on first use and then kept: a hot path (a
-/// route's requests, a target's deliveries) counts into it without building its label strings
-/// and hashing them into the family for every event. The series shares its value with the
-/// family, so `/metrics` shows it exactly as before, and only once it was first counted.
-pub struct Series<M> {
-    cell: OnceLock<M>,
-}
-
-impl<M> Default for Series<M> {
-    fn default() -> Self {
-        Series { cell: OnceLock::new() }
-    }
-}
-
-impl<M> std::fmt::Debug for Series<M> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Series").field("created", &self.cell.get().is_some()).finish()
-    }
-}
-
-impl<M: Clone> Series<M> {
-    /// The series of `family` with the labels `labels()` builds (called once).
-    pub fn of<S, C>(&self, family: &Family<S, M, C>, labels: impl FnOnce() -> S) -> &M
-    where
-        S: Clone + Hash + Eq,
-        C: MetricConstructor<M>,
-    {
-        self.cell.get_or_init(|| family.get_or_create_owned(&labels()))
-    }
 }
 
 /// The series of one inbound route that every request counts into.

@@ -4,8 +4,12 @@
 //! With it a reconcile applies only the children that need it: a child is skipped when the
 //! object rendered now is the one last applied and the watch shows the version that apply
 //! produced — nobody changed or deleted it since. Anything else (a new rendering, drift, a
-//! deletion, a status change of the workload, a watch that has not caught up) applies again,
-//! which server-side apply makes harmless. Removal of unwanted children asks the cache instead
+//! deletion, a watch that has not caught up) applies again, which server-side apply makes
+//! harmless. A worker workload's status moves on its own (its controller writes replica
+//! counts), so for Deployments and StatefulSets "unchanged" means the same generation (spec
+//! unchanged), labels, annotations (but the controller's own `deployment.kubernetes.io/`
+//! ones) and owners, not the same resourceVersion: a workload becoming ready re-reconciles
+//! its Integration for the counts but re-applies nothing. Removal of unwanted children asks the cache instead
 //! of the API server. At 10,000 Integrations this turns each reconcile after the first from
 //! seven server-side applies and three GETs into none.
 //!
@@ -20,7 +24,7 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Resource, ResourceExt};
+use kube::Resource;
 use serde::Serialize;
 use tracing::warn;
 
@@ -29,13 +33,13 @@ use crate::api::WorkerCounts;
 
 #[derive(Clone, Debug, Default)]
 struct Record {
-    /// Hash of the resourceVersion the watch last showed (0: not seen).
+    /// [`fingerprint`] of the object the watch last showed (0: not seen).
     seen: u64,
     /// Hash of the uid of the controlling owner.
     owner: u64,
     /// Replica counts, for Deployments and StatefulSets.
     counts: Option<WorkerCounts>,
-    /// Hash of the object last applied and of the resourceVersion the apply returned.
+    /// Hash of the object last applied and [`fingerprint`] of what the apply returned.
     applied: Option<(u64, u64)>,
 }
 
@@ -80,6 +84,24 @@ fn controller_uid<K: Resource>(object: &K) -> u64 {
     uid.map(hash_of).unwrap_or(0)
 }
 
+/// What identifies a version of a child for drift: its resourceVersion, or for a worker
+/// workload (whose controller writes its status) what only someone else's change moves.
+fn fingerprint<K: Resource<DynamicType = ()>>(object: &K) -> u64 {
+    let meta = object.meta();
+    if matches!(K::kind(&()).as_ref(), "Deployment" | "StatefulSet") {
+        let annotations = meta.annotations.iter().flatten();
+        let own = |(key, _): &(&String, &String)| !key.starts_with("deployment.kubernetes.io/");
+        return hash_of((
+            meta.generation,
+            &meta.labels,
+            annotations.filter(own).collect::<Vec<_>>(),
+            meta.owner_references.as_ref().map(|o| serde_json::to_vec(o).unwrap_or_default()),
+            meta.deletion_timestamp.is_some(),
+        ));
+    }
+    hash_of(meta.resource_version.as_deref().unwrap_or_default())
+}
+
 /// The hash under which a rendered child is remembered.
 pub fn rendering<K: Serialize>(object: &K) -> u64 {
     hash_of(serde_json::to_vec(object).expect("children serialize"))
@@ -109,7 +131,8 @@ impl Child for StatefulSet {
 
 impl Children {
     /// Take in one watch event of a child kind. False when the event only echoes this
-    /// operator's own last apply (the version that apply returned): nothing to reconcile.
+    /// operator's own last apply (the version that apply returned) and leaves a workload's
+    /// counts as they were: nothing to reconcile.
     pub fn observe<K: Child>(&self, event: &watcher::Event<K>) -> bool {
         let kind = K::kind(&()).into_owned();
         let mut kinds = self.kinds.lock().expect("children lock");
@@ -125,10 +148,13 @@ impl Children {
                     listing.insert(key);
                 }
                 let record = records.records.entry(key).or_default();
-                record.seen = hash_of(object.resource_version().unwrap_or_default());
+                let counts = object.counts();
+                // The first sight of an applied child is its echo, whatever its counts.
+                let counted = record.seen != 0 && counts != record.counts;
+                record.seen = fingerprint(object);
                 record.owner = controller_uid(object);
-                record.counts = object.counts();
-                record.applied.map(|(_, version)| version) != Some(record.seen)
+                record.counts = counts;
+                counted || record.applied.map(|(_, version)| version) != Some(record.seen)
             }
             watcher::Event::Delete(object) => {
                 records.records.remove(&object_key(object));
@@ -158,7 +184,7 @@ impl Children {
     pub fn applied<K: Resource<DynamicType = ()>>(&self, result: &K, rendering: u64) {
         let mut kinds = self.kinds.lock().expect("children lock");
         let records = kinds.entry(K::kind(&()).into_owned()).or_default();
-        let version = hash_of(result.resource_version().unwrap_or_default());
+        let version = fingerprint(result);
         records.records.entry(object_key(result)).or_default().applied = Some((rendering, version));
     }
 
@@ -298,6 +324,41 @@ mod tests {
         current.status.as_mut().unwrap().observed_generation = Some(2);
         assert_eq!(deployment_counts(&current).available, 2);
         children_counts_follow_the_watch(current);
+    }
+
+    #[test]
+    fn a_workload_whose_status_moved_is_news_but_not_drift() {
+        let deployment = |version: &str, generation: i64, ready: i32, labels: serde_json::Value| {
+            serde_json::from_value::<Deployment>(serde_json::json!({
+                "metadata": {"name": "w", "namespace": "ns", "resourceVersion": version,
+                    "generation": generation, "labels": labels,
+                    "annotations": {"deployment.kubernetes.io/revision": version}},
+                "spec": {"replicas": 1, "selector": {}, "template": {}},
+                "status": {"observedGeneration": generation, "readyReplicas": ready},
+            }))
+            .unwrap()
+        };
+        let labels = serde_json::json!({"team": "a"});
+        let children = Children::default();
+        let rendered = deployment("", 0, 0, labels.clone());
+        let hash = rendering(&rendered);
+        children.applied(&deployment("5", 1, 0, labels.clone()), hash);
+        assert!(!children.observe(&watcher::Event::Apply(deployment("5", 1, 0, labels.clone()))));
+        let ready = deployment("6", 1, 1, labels.clone());
+        assert!(children.observe(&watcher::Event::Apply(ready)), "the counts are news");
+        assert!(children.unchanged(&rendered, hash), "its controller's writes are not drift");
+        assert!(
+            !children.observe(&watcher::Event::Apply(deployment("7", 1, 1, labels.clone()))),
+            "a status write that leaves the counts is nothing to reconcile"
+        );
+        children.observe(&watcher::Event::Apply(deployment("8", 2, 1, labels.clone())));
+        assert!(!children.unchanged(&rendered, hash), "someone changed the spec");
+        children.applied(&deployment("9", 3, 1, labels.clone()), hash);
+        children.observe(&watcher::Event::Apply(deployment("9", 3, 1, labels)));
+        assert!(children.unchanged(&rendered, hash));
+        let relabelled = deployment("10", 3, 1, serde_json::json!({"team": "b"}));
+        assert!(children.observe(&watcher::Event::Apply(relabelled)), "drift is news");
+        assert!(!children.unchanged(&rendered, hash), "someone changed the labels");
     }
 
     fn children_counts_follow_the_watch(deployment: Deployment) {

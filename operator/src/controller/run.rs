@@ -374,6 +374,7 @@ pub async fn run(client: Client, settings: OperatorSettings) -> anyhow::Result<(
         watcher::Config::default().labels("app.kubernetes.io/name=switchboard-worker,app.kubernetes.io/managed-by=switchboard-operator"),
     )
     .backoff(QuickBackoff::default())
+    .modify(super::runtime::keep_address)
     .reflect(pod_writer)
     .for_each(|event| async move {
         if let Err(error) = event {

@@ -397,6 +397,20 @@ async fn read_status(http: &reqwest::Client, ip: &str, port: u16) -> Option<Work
     response.json::<WorkerStatus>().await.ok()
 }
 
+/// Trim a worker Pod to what a pass reads (labels, address, deletion) before it is cached:
+/// a Pod's spec, managed fields and status are most of its size, and one is cached per
+/// worker (10,000 and more).
+pub fn keep_address(pod: &mut Pod) {
+    pod.spec = None;
+    pod.metadata.managed_fields = None;
+    pod.metadata.annotations = None;
+    pod.metadata.owner_references = None;
+    pod.status = pod.status.take().map(|status| k8s_openapi::api::core::v1::PodStatus {
+        pod_ip: status.pod_ip,
+        ..Default::default()
+    });
+}
+
 /// What one pass did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PassReport {
@@ -753,6 +767,28 @@ mod tests {
             circuits: Vec::new(),
             health_checks: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_cached_worker_pod_keeps_only_what_a_pass_reads() {
+        let mut pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "w-0", "namespace": "ns", "labels": {LABEL_INTEGRATION: "orders"},
+                "annotations": {"a": "b"}, "deletionTimestamp": "2026-11-29T00:00:00Z",
+                "managedFields": [{"manager": "m", "operation": "Apply"}]},
+            "spec": {"containers": [{"name": "worker", "image": "switchboard",
+                "env": [{"name": "X", "value": "y"}]}]},
+            "status": {"podIP": "10.0.0.7", "phase": "Running",
+                "conditions": [{"type": "Ready", "status": "True"}]},
+        }))
+        .unwrap();
+        let full = serde_json::to_vec(&pod).unwrap().len();
+        keep_address(&mut pod);
+        assert_eq!(pod.labels().get(LABEL_INTEGRATION).map(String::as_str), Some("orders"));
+        assert_eq!(pod.status.as_ref().and_then(|s| s.pod_ip.as_deref()), Some("10.0.0.7"));
+        assert!(pod.metadata.deletion_timestamp.is_some());
+        assert_eq!(pod.namespace().as_deref(), Some("ns"));
+        let kept = serde_json::to_vec(&pod).unwrap().len();
+        assert!(kept * 2 < full, "kept {kept} of {full} bytes");
     }
 
     #[test]

@@ -21,10 +21,10 @@ use std::sync::Mutex;
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use kube::Resource;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::Resource;
 use serde::Serialize;
 use tracing::warn;
 

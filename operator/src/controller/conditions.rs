@@ -78,6 +78,44 @@ pub struct Transition {
     pub before: Option<bool>,
 }
 
+/// An Event to publish for the transitions of one status write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notice {
+    /// Whether it reports a condition turning `False` (a Warning).
+    pub warning: bool,
+    /// The reason the conditions share.
+    pub reason: String,
+    /// `<type> is <status>: <message>` for each condition, `; ` between them.
+    pub note: String,
+}
+
+/// The Events the transitions of one status write are worth: one per status and reason, so
+/// that `Ready` turning False for the reason another condition gives (`WorkersUnavailable`)
+/// is one Event naming both; a condition that first appears as `Unknown` (nothing is known
+/// yet, and nothing changed from a known state) is none.
+pub fn notices(transitions: &[Transition]) -> Vec<Notice> {
+    let mut notices: Vec<(&'static str, Notice)> = Vec::new();
+    for t in transitions {
+        let c = &t.condition;
+        if c.unknown && t.before.is_none() {
+            continue;
+        }
+        let word = c.status_text();
+        let line = format!("{} is {word}: {}", c.type_, c.message);
+        match notices.iter_mut().find(|(w, n)| *w == word && n.reason == c.reason) {
+            Some((_, notice)) => {
+                notice.note.push_str("; ");
+                notice.note.push_str(&line);
+            }
+            None => notices.push((
+                word,
+                Notice { warning: word == "False", reason: c.reason.clone(), note: line },
+            )),
+        }
+    }
+    notices.into_iter().map(|(_, notice)| notice).collect()
+}
+
 /// Merge desired conditions into the existing ones. Conditions of other types are kept.
 pub fn merge(
     existing: &[Condition],
@@ -136,6 +174,51 @@ pub fn is_true(conditions: &[Condition], type_: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_event_per_status_and_reason_and_none_for_a_condition_born_unknown() {
+        let unavailable = "0 of 1 workers available";
+        let (_, transitions) = merge(
+            &[],
+            &[
+                Desired::no("Ready", "WorkersUnavailable", unavailable),
+                Desired::yes("CredentialsReady", "CredentialsReady", "all resolved"),
+                Desired::no("WorkersAvailable", "WorkersUnavailable", unavailable),
+                Desired::unknown("Healthy", "StatusUnavailable", "no worker answered yet"),
+            ],
+            1,
+            &time(1),
+        );
+        assert_eq!(transitions.len(), 4, "every change is a transition");
+        let first = notices(&transitions);
+        assert_eq!(
+            first,
+            vec![
+                Notice {
+                    warning: true,
+                    reason: "WorkersUnavailable".into(),
+                    note: format!(
+                        "Ready is False: {unavailable}; WorkersAvailable is False: {unavailable}"
+                    ),
+                },
+                Notice {
+                    warning: false,
+                    reason: "CredentialsReady".into(),
+                    note: "CredentialsReady is True: all resolved".into(),
+                },
+            ]
+        );
+        let (existing, _) = merge(&[], &[Desired::yes("Healthy", "Succeeding", "ok")], 1, &time(1));
+        let (_, back) = merge(
+            &existing,
+            &[Desired::unknown("Healthy", "StatusUnavailable", "silent")],
+            1,
+            &time(2),
+        );
+        let unknown_again = notices(&back);
+        assert_eq!(unknown_again.len(), 1, "Unknown after a known state is news");
+        assert!(!unknown_again[0].warning);
+    }
 
     fn time(s: i64) -> Time {
         Time(k8s_openapi::jiff::Timestamp::from_second(s).unwrap())

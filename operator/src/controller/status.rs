@@ -1,6 +1,6 @@
 //! Status writes shared by the four controllers: compute from the latest object, skip when
 //! nothing changed, patch conditioned on the resourceVersion read, re-read and retry on 409,
-//! and publish an Event for every condition transition.
+//! and publish Events for the condition transitions (see [`conditions::notices`]).
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::Api;
@@ -70,12 +70,9 @@ where
         let version = current.resource_version().unwrap_or_default();
         match patch_status(&api, ctx, &current.name_any(), &version, &value).await {
             Ok(()) => {
-                for t in transitions {
-                    let word = t.condition.status_text();
-                    let type_ =
-                        if word == "False" { EventType::Warning } else { EventType::Normal };
-                    let note = format!("{} is {word}: {}", t.condition.type_, t.condition.message);
-                    event(ctx, &current, type_, &t.condition.reason, &note, "Reconcile").await;
+                for notice in conditions::notices(&transitions) {
+                    let type_ = if notice.warning { EventType::Warning } else { EventType::Normal };
+                    event(ctx, &current, type_, &notice.reason, &notice.note, "Reconcile").await;
                 }
                 return Ok(());
             }

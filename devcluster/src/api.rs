@@ -250,6 +250,44 @@ fn same_except(a: &Value, b: &Value, skip: &[&str]) -> bool {
         && a.iter().filter(kept).all(|(k, v)| b.get(k) == Some(v))
 }
 
+/// Decodes a built-in object into its typed form and back: fields the type does not have
+/// are dropped, and reported (or rejected) as `fieldValidation` asks.
+fn decode_builtin(
+    res: &Resource,
+    codec: &crate::builtin::Codec,
+    new: Value,
+    field_validation: FieldValidation,
+    warnings: &mut Vec<String>,
+) -> Result<Value, ApiError> {
+    let typed = (codec.roundtrip)(&new).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "{} in version \"{}\" cannot be handled as a {}: {e}",
+            res.kind, res.version, res.kind
+        ))
+    })?;
+    let unknown = unknown_paths(&new, &typed, "");
+    if !unknown.is_empty() {
+        match field_validation {
+            FieldValidation::Strict => {
+                let list: Vec<String> =
+                    unknown.iter().map(|p| format!("unknown field \"{p}\"")).collect();
+                return Err(ApiError::BadRequest(format!(
+                    "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
+                    res.kind,
+                    res.version,
+                    res.kind,
+                    list.join(", ")
+                )));
+            }
+            FieldValidation::Warn => {
+                warnings.extend(unknown.iter().map(|p| format!("unknown field \"{p}\"")))
+            }
+            FieldValidation::Ignore => {}
+        }
+    }
+    Ok(typed)
+}
+
 /// Makes `new` a status write: everything but `status` (and, of the metadata, the
 /// `managedFields` and `resourceVersion` the write carries) is the old object's. `new`
 /// usually already agrees with `old` outside status (a patch starts from it), so fields are
@@ -753,6 +791,9 @@ impl Core {
             match sub {
                 Subresource::Status => keep_only_status_changes(old_v, &mut new),
                 Subresource::Main if res.status_subresource => match old_v.get("status") {
+                    // Usually the write carries the old status already (a patch or an apply
+                    // starts from the old object): copy it only when it differs.
+                    Some(s) if new.get("status") == Some(s) => {}
                     Some(s) => new["status"] = s.clone(),
                     None => {
                         if let Some(m) = new.as_object_mut() {
@@ -807,35 +848,16 @@ impl Core {
                     self.assign_cluster_ip(old_value, &mut new);
                 }
                 crate::builtin::apply_defaults(&res.kind, &mut new);
-                let typed = (codec.roundtrip)(&new).map_err(|e| {
-                    ApiError::BadRequest(format!(
-                        "{} in version \"{}\" cannot be handled as a {}: {e}",
-                        res.kind, res.version, res.kind
-                    ))
-                })?;
-                let unknown = unknown_paths(&new, &typed, "");
-                if !unknown.is_empty() {
-                    match opts.field_validation {
-                        FieldValidation::Strict => {
-                            let list: Vec<String> =
-                                unknown.iter().map(|p| format!("unknown field \"{p}\"")).collect();
-                            return Err(ApiError::BadRequest(format!(
-                                "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
-                                res.kind,
-                                res.version,
-                                res.kind,
-                                list.join(", ")
-                            )));
-                        }
-                        FieldValidation::Warn => warnings
-                            .extend(unknown.iter().map(|p| format!("unknown field \"{p}\""))),
-                        FieldValidation::Ignore => {}
+                // A write that would change nothing but managedFields timestamps stores
+                // nothing (see below), and the stored object was decoded, pruned and
+                // validated when it was written: decoding it again would find the same.
+                let unchanged = old_value.is_some_and(|o| same_but_managed_times(o, &new));
+                if !unchanged {
+                    new = decode_builtin(res, codec, new, opts.field_validation, &mut warnings)?;
+                    let causes = crate::builtin::validate(&res.kind, &new);
+                    if !causes.is_empty() {
+                        return Err(ApiError::invalid(res.subject(name), causes));
                     }
-                }
-                new = typed;
-                let causes = crate::builtin::validate(&res.kind, &new);
-                if !causes.is_empty() {
-                    return Err(ApiError::invalid(res.subject(name), causes));
                 }
             }
             Validation::Virtual => return Err(ApiError::MethodNotAllowed),

@@ -250,6 +250,82 @@ fn same_except(a: &Value, b: &Value, skip: &[&str]) -> bool {
         && a.iter().filter(kept).all(|(k, v)| b.get(k) == Some(v))
 }
 
+/// Decodes a built-in object into its typed form and back: fields the type does not have
+/// are dropped, and reported (or rejected) as `fieldValidation` asks.
+fn decode_builtin(
+    res: &Resource,
+    codec: &crate::builtin::Codec,
+    new: Value,
+    field_validation: FieldValidation,
+    warnings: &mut Vec<String>,
+) -> Result<Value, ApiError> {
+    let typed = (codec.roundtrip)(&new).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "{} in version \"{}\" cannot be handled as a {}: {e}",
+            res.kind, res.version, res.kind
+        ))
+    })?;
+    let unknown = unknown_paths(&new, &typed, "");
+    if !unknown.is_empty() {
+        match field_validation {
+            FieldValidation::Strict => {
+                let list: Vec<String> =
+                    unknown.iter().map(|p| format!("unknown field \"{p}\"")).collect();
+                return Err(ApiError::BadRequest(format!(
+                    "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
+                    res.kind,
+                    res.version,
+                    res.kind,
+                    list.join(", ")
+                )));
+            }
+            FieldValidation::Warn => {
+                warnings.extend(unknown.iter().map(|p| format!("unknown field \"{p}\"")))
+            }
+            FieldValidation::Ignore => {}
+        }
+    }
+    Ok(typed)
+}
+
+/// Makes `new` a status write: everything but `status` (and, of the metadata, the
+/// `managedFields` and `resourceVersion` the write carries) is the old object's. `new`
+/// usually already agrees with `old` outside status (a patch starts from it), so fields are
+/// compared and only those that differ are copied from `old`.
+fn keep_only_status_changes(old: &Value, new: &mut Value) {
+    let (Some(old_map), Some(new_map)) = (old.as_object(), new.as_object_mut()) else {
+        *new = old.clone();
+        return;
+    };
+    new_map.retain(|k, _| k == "status" || k == "metadata" || old_map.contains_key(k));
+    for (k, old_field) in old_map.iter().filter(|(k, _)| *k != "status" && *k != "metadata") {
+        if new_map.get(k) != Some(old_field) {
+            new_map.insert(k.clone(), old_field.clone());
+        }
+    }
+    let old_meta = old_map.get("metadata").and_then(Value::as_object);
+    let Some(Value::Object(new_meta)) = new_map.get_mut("metadata") else {
+        new_map.insert("metadata".into(), old_map.get("metadata").cloned().unwrap_or(Value::Null));
+        return;
+    };
+    // The write's resourceVersion (a precondition) always; its managedFields when it has them.
+    let has_managed = new_meta.contains_key("managedFields");
+    new_meta.retain(|k, _| {
+        k == "resourceVersion"
+            || k == "managedFields"
+            || old_meta.is_some_and(|m| m.contains_key(k))
+    });
+    if let Some(old_meta) = old_meta {
+        for (k, old_field) in old_meta.iter() {
+            let written = k == "resourceVersion" || (k == "managedFields" && has_managed);
+            if !written && new_meta.get(k) != Some(old_field) {
+                new_meta.insert(k.clone(), old_field.clone());
+            }
+        }
+    }
+    new_meta.entry("resourceVersion").or_insert(Value::Null);
+}
+
 /// The stored object a write replaces, with its value as served (parsed once per write).
 pub(crate) struct Live {
     stored: Arc<StoredObject>,
@@ -713,27 +789,11 @@ impl Core {
                 }
             }
             match sub {
-                Subresource::Status => {
-                    let status = new.get("status").cloned();
-                    let meta = new.get("metadata").cloned();
-                    new = old_v.clone();
-                    match status {
-                        Some(s) => new["status"] = s,
-                        None => {
-                            if let Some(m) = new.as_object_mut() {
-                                m.remove("status");
-                            }
-                        }
-                    }
-                    if let (Some(m), Some(mf)) = (meta, new.get_mut("metadata")) {
-                        if let Some(v) = m.get("managedFields") {
-                            mf["managedFields"] = v.clone();
-                        }
-                        mf["resourceVersion"] =
-                            m.get("resourceVersion").cloned().unwrap_or(Value::Null);
-                    }
-                }
+                Subresource::Status => keep_only_status_changes(old_v, &mut new),
                 Subresource::Main if res.status_subresource => match old_v.get("status") {
+                    // Usually the write carries the old status already (a patch or an apply
+                    // starts from the old object): copy it only when it differs.
+                    Some(s) if new.get("status") == Some(s) => {}
                     Some(s) => new["status"] = s.clone(),
                     None => {
                         if let Some(m) = new.as_object_mut() {
@@ -788,35 +848,16 @@ impl Core {
                     self.assign_cluster_ip(old_value, &mut new);
                 }
                 crate::builtin::apply_defaults(&res.kind, &mut new);
-                let typed = (codec.roundtrip)(new.clone()).map_err(|e| {
-                    ApiError::BadRequest(format!(
-                        "{} in version \"{}\" cannot be handled as a {}: {e}",
-                        res.kind, res.version, res.kind
-                    ))
-                })?;
-                let unknown = unknown_paths(&new, &typed, "");
-                if !unknown.is_empty() {
-                    match opts.field_validation {
-                        FieldValidation::Strict => {
-                            let list: Vec<String> =
-                                unknown.iter().map(|p| format!("unknown field \"{p}\"")).collect();
-                            return Err(ApiError::BadRequest(format!(
-                                "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
-                                res.kind,
-                                res.version,
-                                res.kind,
-                                list.join(", ")
-                            )));
-                        }
-                        FieldValidation::Warn => warnings
-                            .extend(unknown.iter().map(|p| format!("unknown field \"{p}\""))),
-                        FieldValidation::Ignore => {}
+                // A write that would change nothing but managedFields timestamps stores
+                // nothing (see below), and the stored object was decoded, pruned and
+                // validated when it was written: decoding it again would find the same.
+                let unchanged = old_value.is_some_and(|o| same_but_managed_times(o, &new));
+                if !unchanged {
+                    new = decode_builtin(res, codec, new, opts.field_validation, &mut warnings)?;
+                    let causes = crate::builtin::validate(&res.kind, &new);
+                    if !causes.is_empty() {
+                        return Err(ApiError::invalid(res.subject(name), causes));
                     }
-                }
-                new = typed;
-                let causes = crate::builtin::validate(&res.kind, &new);
-                if !causes.is_empty() {
-                    return Err(ApiError::invalid(res.subject(name), causes));
                 }
             }
             Validation::Virtual => return Err(ApiError::MethodNotAllowed),
@@ -1250,6 +1291,41 @@ mod tests {
             "data": {"k": "v"},
             "status": {"phase": status},
         })
+    }
+
+    #[test]
+    fn a_status_write_keeps_everything_of_the_old_object_but_status() {
+        let old = json!({
+            "apiVersion": "v1", "kind": "X", "spec": {"a": 1}, "data": "kept",
+            "metadata": {"name": "x", "labels": {"l": "1"}, "resourceVersion": "5",
+                "managedFields": [{"manager": "old"}]},
+            "status": {"phase": "Old"}
+        });
+        let mut new = json!({
+            "apiVersion": "v1", "kind": "X", "spec": {"a": 2}, "extra": true,
+            "metadata": {"name": "x", "labels": {"l": "2"}, "annotations": {"n": "1"},
+                "resourceVersion": "5", "managedFields": [{"manager": "new"}]},
+            "status": {"phase": "New"}
+        });
+        keep_only_status_changes(&old, &mut new);
+        assert_eq!(
+            new,
+            json!({
+                "apiVersion": "v1", "kind": "X", "spec": {"a": 1}, "data": "kept",
+                "metadata": {"name": "x", "labels": {"l": "1"}, "resourceVersion": "5",
+                    "managedFields": [{"manager": "new"}]},
+                "status": {"phase": "New"}
+            })
+        );
+
+        // Without status, managedFields or resourceVersion in the write: status goes, the
+        // old managedFields stay, and the write carries no precondition.
+        let mut bare = json!({"apiVersion": "v1", "kind": "X", "metadata": {"name": "x"}});
+        keep_only_status_changes(&old, &mut bare);
+        assert_eq!(bare.get("status"), None);
+        assert_eq!(bare["metadata"]["managedFields"], json!([{"manager": "old"}]));
+        assert_eq!(bare["metadata"]["resourceVersion"], Value::Null);
+        assert_eq!(bare["data"], "kept");
     }
 
     #[test]

@@ -15,13 +15,15 @@ use crate::resources::{ALL_VERBS, Resource, Validation};
 #[derive(Clone, Copy)]
 pub struct Codec {
     /// Decodes into the typed struct and encodes back to JSON.
-    pub roundtrip: fn(Value) -> Result<Value, String>,
+    pub roundtrip: fn(&Value) -> Result<Value, String>,
     /// Adds the kind's schema (and its dependencies) to an OpenAPI generator.
     pub schema: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
 }
 
-fn roundtrip<T: Serialize + DeserializeOwned>(v: Value) -> Result<Value, String> {
-    let typed: T = serde_json::from_value(v).map_err(|e| e.to_string())?;
+fn roundtrip<T: Serialize + DeserializeOwned>(v: &Value) -> Result<Value, String> {
+    // Decoding from a borrowed value copies only the strings, where `from_value` would need
+    // the caller to clone the whole tree first.
+    let typed = T::deserialize(v).map_err(|e| e.to_string())?;
     serde_json::to_value(&typed).map_err(|e| e.to_string())
 }
 

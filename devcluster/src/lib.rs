@@ -28,6 +28,7 @@
 pub mod api;
 pub mod auth;
 pub mod builtin;
+mod cel_rules;
 pub mod clock;
 pub mod discovery;
 pub mod error;

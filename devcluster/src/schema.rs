@@ -28,6 +28,8 @@ use std::sync::{Arc, Mutex};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde_json::{Map, Value};
 
+use crate::cel_rules::RuleTree;
+
 /// How fields that the schema does not declare are handled.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum UnknownFields {
@@ -199,7 +201,9 @@ impl fmt::Debug for CompiledCrd {
 
 struct CompiledVersion {
     schema: Option<Value>,
-    cel: Option<kube_cel::CompiledSchema>,
+    rules: Option<RuleTree>,
+    /// Whether the schema has checks that ratcheting never skips.
+    unratcheted: bool,
     patterns: Mutex<HashMap<String, Option<regex::Regex>>>,
 }
 
@@ -213,10 +217,15 @@ impl CompiledCrd {
                 .as_ref()
                 .and_then(|s| s.open_api_v3_schema.as_ref())
                 .and_then(|s| serde_json::to_value(s).ok());
-            let cel = schema.as_ref().filter(|s| has_cel_rules(s)).map(kube_cel::compile_schema);
+            let rules = schema.as_ref().and_then(RuleTree::build);
             versions.insert(
                 v.name.clone(),
-                Arc::new(CompiledVersion { schema, cel, patterns: Mutex::new(HashMap::new()) }),
+                Arc::new(CompiledVersion {
+                    unratcheted: schema.as_ref().is_some_and(has_unratcheted_checks),
+                    schema,
+                    rules,
+                    patterns: Mutex::new(HashMap::new()),
+                }),
             );
         }
         Self { group: crd.spec.group.clone(), kind: crd.spec.names.kind.clone(), versions }
@@ -262,66 +271,33 @@ impl CompiledCrd {
         let mut object = obj.clone();
         normalize_root(schema, &mut object, opts.unknown_fields, &mut pruned, &mut causes);
 
+        // On an update the old object is read as the API server reads it from storage:
+        // pruned and defaulted by the current schema. Its subtrees are what ratcheting
+        // compares against.
+        let old_normalized = old.map(|o| {
+            let mut o = o.clone();
+            normalize_root(schema, &mut o, UnknownFields::Prune, &mut Vec::new(), &mut Vec::new());
+            o
+        });
+
         let mut checker = Checker { version: compiled, causes: Vec::new(), blocking: false };
-        checker.check_root(schema, &object);
+        checker.check_root(schema, &object, old_normalized.as_ref());
         causes.append(&mut checker.causes);
 
         if !checker.blocking
-            && let Some(cel) = &compiled.cel
+            && let Some(rules) = &compiled.rules
         {
-            let old_normalized = old.map(|o| {
-                let mut o = o.clone();
-                normalize_root(
-                    schema,
-                    &mut o,
-                    UnknownFields::Prune,
-                    &mut Vec::new(),
-                    &mut Vec::new(),
-                );
-                o
-            });
             let root = kube_cel::RootContext {
                 api_version: format!("{}/{}", self.group, version),
                 api_group: self.group.clone(),
                 kind: self.kind.clone(),
             };
-            let cel_self = cel_view(&object);
-            let cel_old = old_normalized.as_ref().map(cel_view);
-            let result = CEL_VALIDATOR.with(|v| {
-                v.validate_compiled_with_context(cel, &cel_self, cel_old.as_ref(), Some(&root))
-            });
-            if let Err(errors) = result {
-                for e in errors {
-                    causes.push(cel_cause(schema, &e));
-                }
+            for e in rules.validate_root(&object, old_normalized.as_ref(), &root) {
+                causes.push(cel_cause(schema, &e));
             }
         }
 
         if causes.is_empty() { Ok(Validated { object, pruned }) } else { Err(causes) }
-    }
-}
-
-thread_local! {
-    /// Registering every Kubernetes CEL function is costly; do it once per thread.
-    static CEL_VALIDATOR: kube_cel::Validator = kube_cel::Validator::new();
-}
-
-/// CEL only sees `metadata.name` and `metadata.generateName` of the object's metadata.
-fn cel_view(obj: &Value) -> Value {
-    let mut view = obj.clone();
-    if let Some(meta) = view.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.retain(|k, _| k == "name" || k == "generateName");
-    }
-    view
-}
-
-fn has_cel_rules(schema: &Value) -> bool {
-    match schema {
-        Value::Object(m) => {
-            m.contains_key("x-kubernetes-validations") || m.values().any(has_cel_rules)
-        }
-        Value::Array(a) => a.iter().any(has_cel_rules),
-        _ => false,
     }
 }
 
@@ -516,7 +492,7 @@ struct Checker<'a> {
 }
 
 impl Checker<'_> {
-    fn check_root(&mut self, schema: &Value, obj: &Value) {
+    fn check_root(&mut self, schema: &Value, obj: &Value, old: Option<&Value>) {
         let Some(map) = obj.as_object() else {
             self.type_error("", obj, "object");
             return;
@@ -528,7 +504,7 @@ impl Checker<'_> {
                     continue;
                 }
                 if let Some(ps) = props.get(key) {
-                    self.check(ps, value, key);
+                    self.check(ps, value, old.and_then(|o| o.get(key)), key);
                 }
             }
         }
@@ -563,7 +539,16 @@ impl Checker<'_> {
         }
     }
 
-    fn check(&mut self, schema: &Value, value: &Value, path: &str) {
+    /// Checks `value` against `schema`. `old` is its correlated old value on an update: when
+    /// the two are equal, the node's errors are ratcheted away (KEP-4008), except those the
+    /// API server never ratchets (see [`Self::check_unratcheted`]).
+    fn check(&mut self, schema: &Value, value: &Value, old: Option<&Value>, path: &str) {
+        if old == Some(value) {
+            if self.version.unratcheted {
+                self.check_unratcheted(schema, value, path);
+            }
+            return;
+        }
         if value.is_null() {
             if !flag(schema, "nullable") {
                 let expected = schema.get("type").and_then(Value::as_str).unwrap_or("object");
@@ -611,8 +596,8 @@ impl Checker<'_> {
         match value {
             Value::String(s) => self.check_string(schema, s, path),
             Value::Number(_) => self.check_number(schema, value, path),
-            Value::Array(items) => self.check_array(schema, items, path),
-            Value::Object(map) => self.check_object(schema, value, map, path),
+            Value::Array(items) => self.check_array(schema, items, old, path),
+            Value::Object(map) => self.check_object(schema, value, map, old, path),
             _ => {}
         }
     }
@@ -711,7 +696,7 @@ impl Checker<'_> {
         }
     }
 
-    fn check_array(&mut self, schema: &Value, items: &[Value], path: &str) {
+    fn check_array(&mut self, schema: &Value, items: &[Value], old: Option<&Value>, path: &str) {
         let len = items.len() as u64;
         if let Some(max) = schema.get("maxItems").and_then(Value::as_u64)
             && len > max
@@ -731,6 +716,25 @@ impl Checker<'_> {
                 format!("Invalid value: {len}: {path} in body should have at least {min} items"),
             );
         }
+        self.check_list_type(schema, items, path);
+        if let Some(item_schema) = schema.get("items") {
+            let map_keys = map_list_keys(schema);
+            let old_items = old.and_then(Value::as_array);
+            for (i, item) in items.iter().enumerate() {
+                // Only the items of a map list correlate with old ones (by their keys).
+                let old_item = match (&map_keys, old_items) {
+                    (Some(keys), Some(olds)) => {
+                        olds.iter().find(|o| keys.iter().all(|k| o.get(*k) == item.get(*k)))
+                    }
+                    _ => None,
+                };
+                self.check(item_schema, item, old_item, &index(path, i));
+            }
+        }
+    }
+
+    /// The uniqueness of `listType: set` and `listType: map` items.
+    fn check_list_type(&mut self, schema: &Value, items: &[Value], path: &str) {
         match schema.get("x-kubernetes-list-type").and_then(Value::as_str) {
             Some("set") => {
                 let mut seen = HashSet::new();
@@ -766,9 +770,44 @@ impl Checker<'_> {
             }
             _ => {}
         }
-        if let Some(item_schema) = schema.get("items") {
-            for (i, item) in items.iter().enumerate() {
-                self.check(item_schema, item, &index(path, i));
+    }
+
+    /// What the API server checks even in an unchanged subtree: list-type uniqueness and the
+    /// `apiVersion` and `kind` of embedded resources.
+    fn check_unratcheted(&mut self, schema: &Value, value: &Value, path: &str) {
+        match value {
+            Value::Array(items) => {
+                self.check_list_type(schema, items, path);
+                if let Some(item_schema) = schema.get("items") {
+                    for (i, item) in items.iter().enumerate() {
+                        self.check_unratcheted(item_schema, item, &index(path, i));
+                    }
+                }
+            }
+            Value::Object(map) => {
+                self.check_embedded(schema, map, path);
+                let props = schema.get("properties").and_then(Value::as_object);
+                let additional = schema.get("additionalProperties").filter(|a| a.is_object());
+                for (key, value) in map {
+                    if let Some(ps) = props.and_then(|p| p.get(key)).or(additional) {
+                        self.check_unratcheted(ps, value, &join(path, key));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn check_embedded(&mut self, schema: &Value, map: &Map<String, Value>, path: &str) {
+        if flag(schema, "x-kubernetes-embedded-resource") {
+            for field in ["apiVersion", "kind"] {
+                if map.get(field).and_then(Value::as_str).is_none_or(str::is_empty) {
+                    self.push(
+                        &join(path, field),
+                        CauseType::Required,
+                        "Required value: must not be empty".into(),
+                    );
+                }
             }
         }
     }
@@ -778,6 +817,7 @@ impl Checker<'_> {
         schema: &Value,
         value: &Value,
         map: &Map<String, Value>,
+        old: Option<&Value>,
         path: &str,
     ) {
         let len = map.len() as u64;
@@ -802,38 +842,35 @@ impl Checker<'_> {
             );
         }
         self.check_required(schema, map, path);
-        if flag(schema, "x-kubernetes-embedded-resource") {
-            for field in ["apiVersion", "kind"] {
-                if map.get(field).and_then(Value::as_str).is_none_or(str::is_empty) {
-                    self.push(
-                        &join(path, field),
-                        CauseType::Required,
-                        "Required value: must not be empty".into(),
-                    );
-                }
-            }
-        }
+        self.check_embedded(schema, map, path);
         let props = schema.get("properties").and_then(Value::as_object);
         let additional = schema.get("additionalProperties").filter(|a| a.is_object());
         for (key, value) in map {
             if let Some(ps) = props.and_then(|p| p.get(key)).or(additional) {
-                self.check(ps, value, &join(path, key));
+                self.check(ps, value, old.and_then(|o| o.get(key)), &join(path, key));
             }
         }
         for keyword in ["allOf", "anyOf", "oneOf"] {
-            self.check_junctor(schema, keyword, value, path);
+            self.check_junctor(schema, keyword, value, old, path);
         }
     }
 
     /// `allOf`/`anyOf`/`oneOf` in structural schemas only carry value validations.
-    fn check_junctor(&mut self, schema: &Value, keyword: &str, value: &Value, path: &str) {
+    fn check_junctor(
+        &mut self,
+        schema: &Value,
+        keyword: &str,
+        value: &Value,
+        old: Option<&Value>,
+        path: &str,
+    ) {
         let Some(branches) = schema.get(keyword).and_then(Value::as_array) else { return };
         let results: Vec<Vec<Cause>> = branches
             .iter()
             .map(|b| {
                 let mut sub =
                     Checker { version: self.version, causes: Vec::new(), blocking: false };
-                sub.check(b, value, path);
+                sub.check(b, value, old, path);
                 sub.causes
             })
             .collect();
@@ -858,6 +895,30 @@ impl Checker<'_> {
             ),
             _ => {}
         }
+    }
+}
+
+/// The keys of a `listType: map` list schema.
+fn map_list_keys(schema: &Value) -> Option<Vec<&str>> {
+    (schema.get("x-kubernetes-list-type").and_then(Value::as_str) == Some("map")).then(|| {
+        schema
+            .get("x-kubernetes-list-map-keys")
+            .and_then(Value::as_array)
+            .map(|k| k.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default()
+    })
+}
+
+/// Whether a schema declares anything [`Checker::check_unratcheted`] looks at.
+fn has_unratcheted_checks(schema: &Value) -> bool {
+    match schema {
+        Value::Object(m) => {
+            matches!(m.get("x-kubernetes-list-type").and_then(Value::as_str), Some("set" | "map"))
+                || flag(schema, "x-kubernetes-embedded-resource")
+                || m.values().any(has_unratcheted_checks)
+        }
+        Value::Array(a) => a.iter().any(has_unratcheted_checks),
+        _ => false,
     }
 }
 
@@ -1177,6 +1238,134 @@ mod tests {
         // The old object is defaulted before comparison: an omitted mode was "a".
         let old_defaulted = widget(json!({"owner": {"team": "a"}}));
         assert!(validate(&c, &old, Some(&old_defaulted), &ValidationOptions::default()).is_ok());
+    }
+
+    /// A schema whose rules were tightened after objects were stored: `team` must now start
+    /// with `t-` (CEL) and `code` must be short (OpenAPI).
+    fn tightened_schema() -> Value {
+        json!({
+            "type": "object",
+            "properties": {
+                "spec": {
+                    "type": "object",
+                    "x-kubernetes-validations": [
+                        {"rule": "self.replicas <= 5", "message": "at most 5 replicas"}
+                    ],
+                    "properties": {
+                        "replicas": {"type": "integer"},
+                        "owner": {"type": "object",
+                            "x-kubernetes-validations": [
+                                {"rule": "self.team.startsWith('t-')", "message": "team must start with t-"}
+                            ],
+                            "properties": {
+                                "team": {"type": "string"},
+                                "code": {"type": "string", "maxLength": 3}
+                            }},
+                        "ports": {"type": "array", "x-kubernetes-list-type": "map",
+                            "x-kubernetes-list-map-keys": ["name"],
+                            "items": {"type": "object", "required": ["name"],
+                                "x-kubernetes-validations": [
+                                    {"rule": "self.port > 1024", "message": "port must be above 1024"}
+                                ],
+                                "properties": {"name": {"type": "string"}, "port": {"type": "integer"}}}},
+                        "counter": {"type": "integer", "x-kubernetes-validations": [
+                            {"rule": "self > oldSelf", "message": "counter must grow"}
+                        ]}
+                    }
+                },
+                "status": {"type": "object", "properties": {"phase": {"type": "string"}}}
+            }
+        })
+    }
+
+    fn cel_runs() -> usize {
+        crate::cel_rules::NODE_EVALUATIONS.with(std::cell::Cell::get)
+    }
+
+    #[test]
+    fn unchanged_subtrees_ratchet_their_errors() {
+        let c = crd(tightened_schema());
+        let opts = ValidationOptions::default();
+        // Stored while the rules were looser.
+        let old = widget(json!({"replicas": 2, "owner": {"team": "payments", "code": "toolong"},
+            "ports": [{"name": "a", "port": 80}]}));
+        assert_eq!(messages(validate(&c, &old, None, &opts)).len(), 3, "invalid as new");
+
+        // A status write, and a write that changes only metadata: nothing of spec is checked.
+        let mut status_only = old.clone();
+        status_only["status"] = json!({"phase": "Ready"});
+        status_only["metadata"]["labels"] = json!({"x": "y"});
+        let before = cel_runs();
+        validate(&c, &status_only, Some(&old), &opts).expect("spec unchanged: ratcheted");
+        assert_eq!(cel_runs(), before, "no CEL program ran for the unchanged spec");
+
+        // A changed sibling re-checks its own node (spec) but not the unchanged owner.
+        let mut sibling = old.clone();
+        sibling["spec"]["replicas"] = json!(3);
+        validate(&c, &sibling, Some(&old), &opts).expect("owner unchanged: ratcheted");
+        sibling["spec"]["replicas"] = json!(9);
+        assert_eq!(
+            messages(validate(&c, &sibling, Some(&old), &opts)),
+            vec![r#"spec: Invalid value: "object": at most 5 replicas"#]
+        );
+
+        // A changed node is checked (its CEL rules, its OpenAPI checks); its unchanged
+        // children stay ratcheted.
+        let mut owner = old.clone();
+        owner["spec"]["owner"]["team"] = json!("billing");
+        assert_eq!(
+            messages(validate(&c, &owner, Some(&old), &opts)),
+            vec![r#"spec.owner: Invalid value: "object": team must start with t-"#]
+        );
+        owner["spec"]["owner"]["code"] = json!("stilltoolong");
+        assert_eq!(
+            messages(validate(&c, &owner, Some(&old), &opts)),
+            vec![
+                "spec.owner.code: Too long: may not be more than 3 bytes",
+                r#"spec.owner: Invalid value: "object": team must start with t-"#
+            ]
+        );
+
+        // Map-list items correlate by key: an added item is checked, the unchanged one is not.
+        let mut ports = old.clone();
+        ports["spec"]["ports"] = json!([{"name": "a", "port": 80}, {"name": "b", "port": 81}]);
+        assert_eq!(
+            messages(validate(&c, &ports, Some(&old), &opts)),
+            vec![r#"spec.ports[1]: Invalid value: "object": port must be above 1024"#]
+        );
+        ports["spec"]["ports"] = json!([{"name": "b", "port": 8080}, {"name": "a", "port": 80}]);
+        validate(&c, &ports, Some(&old), &opts).expect("item a unchanged, wherever it sits");
+    }
+
+    #[test]
+    fn transition_rules_are_not_ratcheted() {
+        let c = crd(tightened_schema());
+        let opts = ValidationOptions::default();
+        let old = widget(json!({"replicas": 1, "counter": 1}));
+        let mut status_only = old.clone();
+        status_only["status"] = json!({"phase": "Ready"});
+        assert_eq!(
+            messages(validate(&c, &status_only, Some(&old), &opts)),
+            vec![r#"spec.counter: Invalid value: "integer": counter must grow"#],
+            "a rule reading oldSelf runs on an unchanged value, as in the API server"
+        );
+        let mut grown = old.clone();
+        grown["spec"]["counter"] = json!(2);
+        validate(&c, &grown, Some(&old), &opts).expect("grew");
+        validate(&c, &old, None, &opts).expect("no oldSelf on create");
+    }
+
+    #[test]
+    fn list_uniqueness_is_never_ratcheted() {
+        let c = crd(widget_schema());
+        let opts = ValidationOptions::default();
+        let old = widget(json!({"owner": {"team": "a"}, "tags": ["x", "x"]}));
+        let mut status_only = old.clone();
+        status_only["status"] = json!({"phase": "Ready"});
+        assert_eq!(
+            messages(validate(&c, &status_only, Some(&old), &opts)),
+            vec![r#"spec.tags[1]: Duplicate value: "x""#]
+        );
     }
 
     #[test]

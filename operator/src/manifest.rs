@@ -363,10 +363,10 @@ impl ObjectSet {
         let in_namespace = |ns: Option<String>| ns.as_deref() == Some(namespace);
         let mut refs = crate::render::References::default();
         for c in self.credentials.iter().filter(|c| in_namespace(c.object.namespace())) {
-            refs.credentials.insert(c.object.name_any(), c.object.clone());
+            refs.credentials.insert(c.object.name_any(), c.object.clone().into());
         }
         for o in self.outbound_messages.iter().filter(|o| in_namespace(o.object.namespace())) {
-            refs.outbound_messages.insert(o.object.name_any(), o.object.clone());
+            refs.outbound_messages.insert(o.object.name_any(), o.object.clone().into());
         }
         for i in self.integrations.iter().filter(|i| in_namespace(i.object.namespace())) {
             refs.integrations.insert(i.object.name_any(), i.object.clone());

@@ -185,7 +185,6 @@ pub fn resolve(ctx: &Context, namespace: &str, references: &BTreeSet<Key>) -> Re
     refs
 }
 
-/// `CredentialsReady`: every referenced Credential exists and is Ready.
 /// `CredentialsReady`: every Credential the Integration names (directly, or through its
 /// OutboundMessages) exists and is Ready.
 fn credentials_condition(references: &BTreeSet<Key>, refs: &References) -> Desired {
@@ -445,13 +444,13 @@ mod tests {
         let references: BTreeSet<Key> =
             ["mailbox", "ticketing"].iter().map(|n| Key::new("Credential", "ns", n)).collect();
         let mut refs = References::default();
-        refs.credentials.insert("ticketing".into(), ready_credential("ticketing"));
+        refs.credentials.insert("ticketing".into(), ready_credential("ticketing").into());
         let missing = credentials_condition(&references, &refs);
         assert!(!missing.status);
         assert_eq!(missing.reason, "CredentialNotFound");
         assert!(missing.message.contains("mailbox"), "{}", missing.message);
 
-        refs.credentials.insert("mailbox".into(), ready_credential("mailbox"));
+        refs.credentials.insert("mailbox".into(), ready_credential("mailbox").into());
         let ready = credentials_condition(&references, &refs);
         assert!(ready.status, "{ready:?}");
         assert_eq!(ready.message, "2 credential(s) ready");

@@ -91,14 +91,14 @@ pub struct Stores {
 
 impl Stores {
     /// A cached Credential, typed, when it exists and reads.
-    pub fn credential(&self, namespace: &str, name: &str) -> Option<Credential> {
+    pub fn credential(&self, namespace: &str, name: &str) -> Option<Arc<Credential>> {
         self.credentials
             .get(&ObjectRef::new(name).within(namespace))
             .and_then(|c| c.typed_cached().ok())
     }
 
     /// A cached OutboundMessage, typed, when it exists and reads.
-    pub fn outbound_message(&self, namespace: &str, name: &str) -> Option<OutboundMessage> {
+    pub fn outbound_message(&self, namespace: &str, name: &str) -> Option<Arc<OutboundMessage>> {
         self.outbound_messages
             .get(&ObjectRef::new(name).within(namespace))
             .and_then(|c| c.typed_cached().ok())

@@ -172,12 +172,12 @@ impl<K: Resource<DynamicType = ()> + DeserializeOwned + Clone> Unchecked<K> {
         })
     }
 
-    /// [`Self::typed`], read once per object and then cloned: for the few Credentials and
+    /// [`Self::typed`], read once per object and then shared: for the few Credentials and
     /// OutboundMessages that every Integration reconcile looks up. (Not for Integrations:
     /// a typed copy of each would double the cache's memory.)
-    pub fn typed_cached(&self) -> Result<K, String> {
+    pub fn typed_cached(&self) -> Result<Arc<K>, String> {
         let typed = self.typed.get_or_init(|| self.typed().map(Arc::new));
-        typed.as_ref().map(|k| K::clone(k)).map_err(Clone::clone)
+        typed.clone()
     }
 }
 

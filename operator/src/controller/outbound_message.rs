@@ -37,7 +37,7 @@ pub async fn reconcile(
 /// The Ready condition of an OutboundMessage, given a lookup of its Credentials.
 pub fn readiness(
     message: &OutboundMessage,
-    credential: impl Fn(&str) -> Option<crate::api::Credential>,
+    credential: impl Fn(&str) -> Option<std::sync::Arc<crate::api::Credential>>,
 ) -> Desired {
     let spec = &message.spec;
     let problems: Vec<String> = spec

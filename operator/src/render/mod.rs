@@ -28,6 +28,7 @@ mod workload;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::CronJob;
@@ -51,10 +52,10 @@ pub const DEFAULT_IMAGE: &str =
 /// The objects an Integration references, resolved by name within its namespace.
 #[derive(Clone, Debug, Default)]
 pub struct References {
-    /// Credentials by name.
-    pub credentials: BTreeMap<String, Credential>,
-    /// OutboundMessages by name.
-    pub outbound_messages: BTreeMap<String, OutboundMessage>,
+    /// Credentials by name (shared with the operator's cache of typed objects).
+    pub credentials: BTreeMap<String, Arc<Credential>>,
+    /// OutboundMessages by name (shared likewise).
+    pub outbound_messages: BTreeMap<String, Arc<OutboundMessage>>,
     /// Integrations by name (for Schedules).
     pub integrations: BTreeMap<String, Integration>,
     /// Content hash of each Credential's Secret, by Credential name, where known.

@@ -31,7 +31,8 @@
 //!   `counter_writes_per_second` over all integrations (20/s: every minute up to 1,200
 //!   integrations, every 8 minutes at 10,000), each integration at its own phase, so that
 //!   neither a busy minute nor an operator restart turns into 10,000 writes at once;
-//! - the one thing kept per integration between passes is when its status was last written.
+//! - the one thing kept per integration between passes is when its status was last written;
+//!   worker Pods are cached trimmed to what a pass reads ([`keep_address`]).
 //!
 //! The benchmark `status-staleness` in `bench/` measures the staleness of `Healthy` and the
 //! operator's cost at that size.

@@ -675,10 +675,12 @@ impl Core {
         Err(store_err(res, name, StoreError::Conflict))
     }
 
-    fn shape(res: &Resource, version: &str) -> (Option<Value>, bool) {
+    /// Where list and map semantics of `res` come from: its CRD schema, borrowed (it is
+    /// large, and a write only reads it), or the built-in merge keys.
+    fn shape<'r>(res: &'r Resource, version: &str) -> Shape<'r> {
         match res.custom() {
-            Some(c) => (c.compiled.schema(version).cloned(), false),
-            None => (None, true),
+            Some(c) => Shape::Schema(c.compiled.schema(version)),
+            None => Shape::Builtin,
         }
     }
 
@@ -691,8 +693,7 @@ impl Core {
         sub: Subresource,
         manager: &str,
     ) -> Result<Value, ApiError> {
-        let (schema, builtin) = Self::shape(res, &res.version);
-        let shape = if builtin { Shape::Builtin } else { Shape::Schema(schema.as_ref()) };
+        let shape = Self::shape(res, &res.version);
         let scope = match sub {
             Subresource::Main => Scope::Main { status_subresource: res.status_subresource },
             Subresource::Status => Scope::Status,
@@ -875,8 +876,7 @@ impl Core {
         }
 
         if let Some(manager) = manager {
-            let (schema, builtin) = Self::shape(res, &storage.version);
-            let shape = if builtin { Shape::Builtin } else { Shape::Schema(schema.as_ref()) };
+            let shape = Self::shape(res, &storage.version);
             let scope = match sub {
                 Subresource::Main => Scope::Main { status_subresource: res.status_subresource },
                 Subresource::Status => Scope::Status,

@@ -818,7 +818,7 @@ impl Core {
                     },
                     version: Some(storage.version.clone()),
                 };
-                match info.compiled.validate(&new, old_value, &vopts) {
+                match info.compiled.validate(new, old_value, &vopts) {
                     Ok(v) => {
                         if opts.field_validation == FieldValidation::Warn {
                             warnings

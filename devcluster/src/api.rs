@@ -622,27 +622,26 @@ impl Core {
                 return Err(ApiError::NotFound(res.subject(name)));
             };
             let old = self.live(res, old);
-            let mut new = old.value.clone();
             let manager = Self::manager(opts, agent);
+            // The other patches change a copy of the old object; apply builds its result
+            // itself (from the old object, which admission still needs unchanged).
+            let patched =
+                |apply: fn(&mut Value, &Value) -> Result<(), crate::patch::PatchError>| {
+                    let mut new = old.value.clone();
+                    apply(&mut new, patch).map(|_| (new, Some(manager.as_str())))
+                };
             let result = match kind {
-                PatchType::Json => crate::patch::json_patch(&mut new, patch).map(|_| None),
-                PatchType::Merge => crate::patch::merge_patch(&mut new, patch).map(|_| None),
-                PatchType::Strategic => {
-                    crate::patch::strategic_merge_patch(&mut new, patch).map(|_| None)
-                }
+                PatchType::Json => patched(crate::patch::json_patch),
+                PatchType::Merge => patched(crate::patch::merge_patch),
+                PatchType::Strategic => patched(crate::patch::strategic_merge_patch),
                 PatchType::Apply => {
                     self.check_type(res, patch)?;
-                    Ok(Some(self.apply_fields(
-                        res,
-                        Some(&old.value),
-                        patch,
-                        opts,
-                        sub,
-                        &manager,
-                    )?))
+                    let applied =
+                        self.apply_fields(res, Some(&old.value), patch, opts, sub, &manager)?;
+                    Ok((applied, None))
                 }
             };
-            let applied = match result {
+            let (body, manager_for_update) = match result {
                 Ok(a) => a,
                 Err(crate::patch::PatchError::Malformed(m)) => return Err(ApiError::BadRequest(m)),
                 Err(e @ crate::patch::PatchError::Failed(_)) => {
@@ -655,10 +654,6 @@ impl Core {
                         }],
                     ));
                 }
-            };
-            let (body, manager_for_update) = match applied {
-                Some(a) => (a, None),
-                None => (new, Some(manager.as_str())),
             };
             if let Some(rv) = meta_str(patch, "resourceVersion").filter(|s| !s.is_empty())
                 && rv != old.stored.rv.to_string()

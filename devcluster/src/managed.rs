@@ -510,7 +510,8 @@ pub fn apply(
         }
     }
     let new_set = fields_of(&applied_scoped, shape, scope);
-    let base = live.cloned().unwrap_or_else(|| json!({}));
+    let empty = Value::Object(Map::new());
+    let base = live.unwrap_or(&empty);
     let is_mine = |e: &Entry| {
         e.manager == w.manager && e.operation == "Apply" && e.subresource == w.subresource
     };
@@ -521,7 +522,7 @@ pub fn apply(
         let overlapping: Vec<Vec<String>> = e
             .fields
             .iter()
-            .filter(|p| new_set.contains(*p) && value_at(&base, p) != value_at(&applied_scoped, p))
+            .filter(|p| new_set.contains(*p) && value_at(base, p) != value_at(&applied_scoped, p))
             .cloned()
             .collect();
         if overlapping.is_empty() {
@@ -552,8 +553,9 @@ pub fn apply(
         return Err(Conflicts { message, causes: conflicts });
     }
 
+    // The one copy of the live object: the applied configuration moves into it.
     let mut merged = base.clone();
-    merge_into(&mut merged, &applied_scoped, shape, &mut Vec::new());
+    merge_into(&mut merged, applied_scoped, shape, &mut Vec::new());
 
     let previous: FieldSet =
         entries.iter().filter(|e| is_mine(e)).flat_map(|e| e.fields.clone()).collect();
@@ -613,50 +615,61 @@ fn prune_empty_parents(obj: &mut Value, previous: &FieldSet, now: &FieldSet) {
     }
 }
 
-fn merge_into(live: &mut Value, applied: &Value, shape: Shape<'_>, prefix: &mut Vec<String>) {
+/// Merges `applied` into `live`, moving its values instead of copying them.
+fn merge_into(live: &mut Value, applied: Value, shape: Shape<'_>, prefix: &mut Vec<String>) {
     match applied {
         Value::Object(am) if !shape.atomic_map() => {
             if !live.is_object() {
-                *live = json!({});
+                *live = Value::Object(Map::new());
             }
             let lm = live.as_object_mut().expect("object");
             for (k, av) in am {
                 let child_shape = if prefix.is_empty() && k == "metadata" {
                     Shape::Builtin
                 } else {
-                    shape.child(k)
+                    shape.child(&k)
                 };
                 prefix.push(format!("f:{k}"));
-                let lv = lm.entry(k.clone()).or_insert(Value::Null);
+                let lv = lm.entry(k).or_insert(Value::Null);
                 merge_into(lv, av, child_shape, prefix);
                 prefix.pop();
             }
         }
-        Value::Array(items) => match shape.list_type(field_name(prefix), items) {
-            ListType::Atomic => *live = applied.clone(),
+        Value::Array(items) => match shape.list_type(field_name(prefix), &items) {
+            ListType::Atomic => *live = Value::Array(items),
             ListType::Set => {
-                let mut out = live.as_array().cloned().unwrap_or_default();
+                let mut out = take_list(live);
                 for i in items {
-                    if !out.contains(i) {
-                        out.push(i.clone());
+                    if !out.contains(&i) {
+                        out.push(i);
                     }
                 }
                 *live = Value::Array(out);
             }
             ListType::Map(keys) => {
-                let mut out = live.as_array().cloned().unwrap_or_default();
+                let mut out = take_list(live);
                 for item in items {
+                    let key: Vec<Option<Value>> =
+                        keys.iter().map(|k| key_value(&item, k)).collect();
                     let matches =
-                        |c: &Value| keys.iter().all(|k| key_value(c, k) == key_value(item, k));
+                        |c: &Value| keys.iter().zip(&key).all(|(k, v)| key_value(c, k) == *v);
                     match out.iter_mut().find(|c| matches(c)) {
                         Some(existing) => merge_into(existing, item, shape.items(), prefix),
-                        None => out.push(item.clone()),
+                        None => out.push(item),
                     }
                 }
                 *live = Value::Array(out);
             }
         },
-        other => *live = other.clone(),
+        other => *live = other,
+    }
+}
+
+/// The items of a live list (none when it is not a list), taken out to be merged into.
+fn take_list(live: &mut Value) -> Vec<Value> {
+    match live.take() {
+        Value::Array(items) => items,
+        _ => Vec::new(),
     }
 }
 

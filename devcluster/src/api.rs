@@ -441,14 +441,12 @@ impl Core {
         let ns_res = self.registry.get("", "v1", "namespaces").expect("namespaces registered");
         match self.store.get(&ns_res.key(), "", ns) {
             None => Err(ApiError::NotFound(ns_res.subject(ns))),
-            Some(n) if creating && n.value().pointer("/metadata/deletionTimestamp").is_some() => {
-                Err(ApiError::Forbidden {
-                    subject: res.subject(""),
-                    detail: format!(
-                        "unable to create new content in namespace {ns} because it is being terminated"
-                    ),
-                })
-            }
+            Some(n) if creating && n.is_deleting() => Err(ApiError::Forbidden {
+                subject: res.subject(""),
+                detail: format!(
+                    "unable to create new content in namespace {ns} because it is being terminated"
+                ),
+            }),
             Some(_) => Ok(()),
         }
     }

@@ -265,7 +265,7 @@ fn decode_builtin(
             res.kind, res.version, res.kind
         ))
     })?;
-    let unknown = unknown_paths(&new, &typed, "");
+    let unknown = unknown_paths(&new, &typed);
     if !unknown.is_empty() {
         match field_validation {
             FieldValidation::Strict => {
@@ -905,7 +905,11 @@ impl Core {
             // server's IgnoreManagedFieldsTimestampsTransformer does, a write that would only
             // move managedFields timestamps counts as a no-op too.
             let o = old.expect("old present");
-            return Ok(Written { object: o.value, warnings, created: false, serialized: None });
+            // The answer is the stored object: its stored text, unless it is served converted.
+            let serialized = (!crate::events::is_events_v1(res)
+                && (res.custom().is_none() || storage.version == res.version))
+                .then(|| o.stored.json.clone());
+            return Ok(Written { object: o.value, warnings, created: false, serialized });
         }
         let created = old.is_none();
         if crate::events::is_events_v1(res) {
@@ -1234,27 +1238,43 @@ fn collect_cel_errors(compiled: &kube_cel::CompiledSchema, path: &str, causes: &
 }
 
 /// Paths present (non-null) in `input` but absent from the typed round trip `typed`.
-fn unknown_paths(input: &Value, typed: &Value, prefix: &str) -> Vec<String> {
+fn unknown_paths(input: &Value, typed: &Value) -> Vec<String> {
     let mut out = Vec::new();
+    collect_unknown(input, typed, &mut String::new(), &mut out);
+    out
+}
+
+/// Adds to `out` the fields of `input` that `typed` lacks. `path` is one buffer extended and
+/// cut back while walking: every field of every built-in write is visited, few are unknown.
+fn collect_unknown(input: &Value, typed: &Value, path: &mut String, out: &mut Vec<String>) {
+    let len = path.len();
     match (input, typed) {
         (Value::Object(a), Value::Object(b)) => {
             for (k, v) in a {
-                let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
-                match b.get(k) {
-                    None if !v.is_null() => out.push(p),
-                    Some(bv) => out.extend(unknown_paths(v, bv, &p)),
-                    None => {}
+                let known = b.get(k);
+                if known.is_none() && v.is_null() {
+                    continue;
                 }
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(k);
+                match known {
+                    None => out.push(path.clone()),
+                    Some(bv) => collect_unknown(v, bv, path, out),
+                }
+                path.truncate(len);
             }
         }
         (Value::Array(a), Value::Array(b)) => {
             for (i, (x, y)) in a.iter().zip(b.iter()).enumerate() {
-                out.extend(unknown_paths(x, y, &format!("{prefix}[{i}]")));
+                path.push_str(&format!("[{i}]"));
+                collect_unknown(x, y, path, out);
+                path.truncate(len);
             }
         }
         _ => {}
     }
-    out
 }
 
 /// The object with the `time` of every managedFields entry removed.
@@ -1337,6 +1357,17 @@ mod tests {
         let mut extra = base.clone();
         extra["binaryData"] = json!({});
         assert!(!same_but_managed_times(&base, &extra));
+    }
+
+    #[test]
+    fn unknown_fields_are_named_by_their_path() {
+        let input = json!({"spec": {"a": 1, "gone": 2, "null": null,
+            "list": [{"x": 1, "y": 2}, {"z": {"deep": 3}}]}, "extra": true});
+        let typed = json!({"spec": {"a": 1, "list": [{"x": 1}, {"z": {}}]}});
+        assert_eq!(
+            unknown_paths(&input, &typed),
+            ["spec.gone", "spec.list[0].y", "spec.list[1].z.deep", "extra"]
+        );
     }
 
     #[test]

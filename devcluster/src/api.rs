@@ -265,7 +265,7 @@ fn decode_builtin(
             res.kind, res.version, res.kind
         ))
     })?;
-    let unknown = unknown_paths(&new, &typed, "");
+    let unknown = unknown_paths(&new, &typed);
     if !unknown.is_empty() {
         match field_validation {
             FieldValidation::Strict => {
@@ -441,14 +441,12 @@ impl Core {
         let ns_res = self.registry.get("", "v1", "namespaces").expect("namespaces registered");
         match self.store.get(&ns_res.key(), "", ns) {
             None => Err(ApiError::NotFound(ns_res.subject(ns))),
-            Some(n) if creating && n.value().pointer("/metadata/deletionTimestamp").is_some() => {
-                Err(ApiError::Forbidden {
-                    subject: res.subject(""),
-                    detail: format!(
-                        "unable to create new content in namespace {ns} because it is being terminated"
-                    ),
-                })
-            }
+            Some(n) if creating && n.is_deleting() => Err(ApiError::Forbidden {
+                subject: res.subject(""),
+                detail: format!(
+                    "unable to create new content in namespace {ns} because it is being terminated"
+                ),
+            }),
             Some(_) => Ok(()),
         }
     }
@@ -622,27 +620,26 @@ impl Core {
                 return Err(ApiError::NotFound(res.subject(name)));
             };
             let old = self.live(res, old);
-            let mut new = old.value.clone();
             let manager = Self::manager(opts, agent);
+            // The other patches change a copy of the old object; apply builds its result
+            // itself (from the old object, which admission still needs unchanged).
+            let patched =
+                |apply: fn(&mut Value, &Value) -> Result<(), crate::patch::PatchError>| {
+                    let mut new = old.value.clone();
+                    apply(&mut new, patch).map(|_| (new, Some(manager.as_str())))
+                };
             let result = match kind {
-                PatchType::Json => crate::patch::json_patch(&mut new, patch).map(|_| None),
-                PatchType::Merge => crate::patch::merge_patch(&mut new, patch).map(|_| None),
-                PatchType::Strategic => {
-                    crate::patch::strategic_merge_patch(&mut new, patch).map(|_| None)
-                }
+                PatchType::Json => patched(crate::patch::json_patch),
+                PatchType::Merge => patched(crate::patch::merge_patch),
+                PatchType::Strategic => patched(crate::patch::strategic_merge_patch),
                 PatchType::Apply => {
                     self.check_type(res, patch)?;
-                    Ok(Some(self.apply_fields(
-                        res,
-                        Some(&old.value),
-                        patch,
-                        opts,
-                        sub,
-                        &manager,
-                    )?))
+                    let applied =
+                        self.apply_fields(res, Some(&old.value), patch, opts, sub, &manager)?;
+                    Ok((applied, None))
                 }
             };
-            let applied = match result {
+            let (body, manager_for_update) = match result {
                 Ok(a) => a,
                 Err(crate::patch::PatchError::Malformed(m)) => return Err(ApiError::BadRequest(m)),
                 Err(e @ crate::patch::PatchError::Failed(_)) => {
@@ -655,10 +652,6 @@ impl Core {
                         }],
                     ));
                 }
-            };
-            let (body, manager_for_update) = match applied {
-                Some(a) => (a, None),
-                None => (new, Some(manager.as_str())),
             };
             if let Some(rv) = meta_str(patch, "resourceVersion").filter(|s| !s.is_empty())
                 && rv != old.stored.rv.to_string()
@@ -675,10 +668,12 @@ impl Core {
         Err(store_err(res, name, StoreError::Conflict))
     }
 
-    fn shape(res: &Resource, version: &str) -> (Option<Value>, bool) {
+    /// Where list and map semantics of `res` come from: its CRD schema, borrowed (it is
+    /// large, and a write only reads it), or the built-in merge keys.
+    fn shape<'r>(res: &'r Resource, version: &str) -> Shape<'r> {
         match res.custom() {
-            Some(c) => (c.compiled.schema(version).cloned(), false),
-            None => (None, true),
+            Some(c) => Shape::Schema(c.compiled.schema(version)),
+            None => Shape::Builtin,
         }
     }
 
@@ -691,8 +686,7 @@ impl Core {
         sub: Subresource,
         manager: &str,
     ) -> Result<Value, ApiError> {
-        let (schema, builtin) = Self::shape(res, &res.version);
-        let shape = if builtin { Shape::Builtin } else { Shape::Schema(schema.as_ref()) };
+        let shape = Self::shape(res, &res.version);
         let scope = match sub {
             Subresource::Main => Scope::Main { status_subresource: res.status_subresource },
             Subresource::Status => Scope::Status,
@@ -817,7 +811,7 @@ impl Core {
                     },
                     version: Some(storage.version.clone()),
                 };
-                match info.compiled.validate(&new, old_value, &vopts) {
+                match info.compiled.validate(new, old_value, &vopts) {
                     Ok(v) => {
                         if opts.field_validation == FieldValidation::Warn {
                             warnings
@@ -875,8 +869,7 @@ impl Core {
         }
 
         if let Some(manager) = manager {
-            let (schema, builtin) = Self::shape(res, &storage.version);
-            let shape = if builtin { Shape::Builtin } else { Shape::Schema(schema.as_ref()) };
+            let shape = Self::shape(res, &storage.version);
             let scope = match sub {
                 Subresource::Main => Scope::Main { status_subresource: res.status_subresource },
                 Subresource::Status => Scope::Status,
@@ -912,7 +905,11 @@ impl Core {
             // server's IgnoreManagedFieldsTimestampsTransformer does, a write that would only
             // move managedFields timestamps counts as a no-op too.
             let o = old.expect("old present");
-            return Ok(Written { object: o.value, warnings, created: false, serialized: None });
+            // The answer is the stored object: its stored text, unless it is served converted.
+            let serialized = (!crate::events::is_events_v1(res)
+                && (res.custom().is_none() || storage.version == res.version))
+                .then(|| o.stored.json.clone());
+            return Ok(Written { object: o.value, warnings, created: false, serialized });
         }
         let created = old.is_none();
         if crate::events::is_events_v1(res) {
@@ -1241,27 +1238,43 @@ fn collect_cel_errors(compiled: &kube_cel::CompiledSchema, path: &str, causes: &
 }
 
 /// Paths present (non-null) in `input` but absent from the typed round trip `typed`.
-fn unknown_paths(input: &Value, typed: &Value, prefix: &str) -> Vec<String> {
+fn unknown_paths(input: &Value, typed: &Value) -> Vec<String> {
     let mut out = Vec::new();
+    collect_unknown(input, typed, &mut String::new(), &mut out);
+    out
+}
+
+/// Adds to `out` the fields of `input` that `typed` lacks. `path` is one buffer extended and
+/// cut back while walking: every field of every built-in write is visited, few are unknown.
+fn collect_unknown(input: &Value, typed: &Value, path: &mut String, out: &mut Vec<String>) {
+    let len = path.len();
     match (input, typed) {
         (Value::Object(a), Value::Object(b)) => {
             for (k, v) in a {
-                let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
-                match b.get(k) {
-                    None if !v.is_null() => out.push(p),
-                    Some(bv) => out.extend(unknown_paths(v, bv, &p)),
-                    None => {}
+                let known = b.get(k);
+                if known.is_none() && v.is_null() {
+                    continue;
                 }
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(k);
+                match known {
+                    None => out.push(path.clone()),
+                    Some(bv) => collect_unknown(v, bv, path, out),
+                }
+                path.truncate(len);
             }
         }
         (Value::Array(a), Value::Array(b)) => {
             for (i, (x, y)) in a.iter().zip(b.iter()).enumerate() {
-                out.extend(unknown_paths(x, y, &format!("{prefix}[{i}]")));
+                path.push_str(&format!("[{i}]"));
+                collect_unknown(x, y, path, out);
+                path.truncate(len);
             }
         }
         _ => {}
     }
-    out
 }
 
 /// The object with the `time` of every managedFields entry removed.
@@ -1344,6 +1357,17 @@ mod tests {
         let mut extra = base.clone();
         extra["binaryData"] = json!({});
         assert!(!same_but_managed_times(&base, &extra));
+    }
+
+    #[test]
+    fn unknown_fields_are_named_by_their_path() {
+        let input = json!({"spec": {"a": 1, "gone": 2, "null": null,
+            "list": [{"x": 1, "y": 2}, {"z": {"deep": 3}}]}, "extra": true});
+        let typed = json!({"spec": {"a": 1, "list": [{"x": 1}, {"z": {}}]}});
+        assert_eq!(
+            unknown_paths(&input, &typed),
+            ["spec.gone", "spec.list[0].y", "spec.list[1].z.deep", "extra"]
+        );
     }
 
     #[test]

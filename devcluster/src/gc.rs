@@ -35,9 +35,9 @@ pub async fn run(core: Arc<Core>, mut shutdown: tokio::sync::watch::Receiver<boo
             Ok(events) => {
                 for e in events {
                     cursor = e.rv;
-                    let obj = e.object.value();
                     match e.kind {
                         EventType::Deleted => {
+                            let obj = e.object.value();
                             if let Some(uid) = obj.pointer("/metadata/uid").and_then(Value::as_str)
                             {
                                 collect_dependents(&core, uid);
@@ -54,7 +54,7 @@ pub async fn run(core: Arc<Core>, mut shutdown: tokio::sync::watch::Receiver<boo
                             }
                         }
                         _ => {
-                            if obj.pointer("/metadata/deletionTimestamp").is_some()
+                            if e.object.is_deleting()
                                 && let Some(res) = core.registry.by_key(&e.key)
                             {
                                 process_deleting(&core, &res, &e.namespace, &e.name);

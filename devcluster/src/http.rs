@@ -889,6 +889,10 @@ fn matches(core: &Core, res: &Resource, spec: &WatchSpec, ns: &str, obj: &Stored
     if spec.labels.is_empty() && spec.fields.is_empty() {
         return true;
     }
+    if spec.fields.is_empty() {
+        // Labels are kept with the stored object: no need to parse all of it per watcher.
+        return spec.labels.matches_labels(obj.labels());
+    }
     let v = core.view(res, obj);
     spec.labels.matches(&v) && spec.fields.matches(&v)
 }

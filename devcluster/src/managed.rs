@@ -376,45 +376,47 @@ pub struct Entry {
 pub fn read_entries(obj: &Value) -> Vec<Entry> {
     obj.pointer("/metadata/managedFields")
         .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .map(|e| Entry {
-                    manager: str_field(e, "manager"),
-                    operation: str_field(e, "operation"),
-                    api_version: str_field(e, "apiVersion"),
-                    time: str_field(e, "time"),
-                    subresource: str_field(e, "subresource"),
-                    fields: e.get("fieldsV1").map(from_fields_v1).unwrap_or_default(),
-                })
-                .collect()
-        })
+        .map(|a| a.iter().map(read_entry).collect())
         .unwrap_or_default()
 }
 
-fn str_field(v: &Value, k: &str) -> String {
-    v.get(k).and_then(Value::as_str).unwrap_or("").to_string()
+fn read_entry(e: &Value) -> Entry {
+    Entry {
+        manager: str_field(e, "manager").to_string(),
+        operation: str_field(e, "operation").to_string(),
+        api_version: str_field(e, "apiVersion").to_string(),
+        time: str_field(e, "time").to_string(),
+        subresource: str_field(e, "subresource").to_string(),
+        fields: e.get("fieldsV1").map(from_fields_v1).unwrap_or_default(),
+    }
+}
+
+fn str_field<'v>(v: &'v Value, k: &str) -> &'v str {
+    v.get(k).and_then(Value::as_str).unwrap_or("")
 }
 
 /// Writes `metadata.managedFields`.
 pub fn write_entries(obj: &mut Value, entries: &[Entry]) {
-    let list: Vec<Value> = entries
-        .iter()
-        .filter(|e| !e.fields.is_empty())
-        .map(|e| {
-            let mut m = json!({
-                "manager": e.manager,
-                "operation": e.operation,
-                "apiVersion": e.api_version,
-                "time": e.time,
-                "fieldsType": "FieldsV1",
-                "fieldsV1": to_fields_v1(&e.fields),
-            });
-            if !e.subresource.is_empty() {
-                m["subresource"] = json!(e.subresource);
-            }
-            m
-        })
-        .collect();
+    let list = entries.iter().filter(|e| !e.fields.is_empty()).map(write_entry).collect();
+    set_entries(obj, list);
+}
+
+fn write_entry(e: &Entry) -> Value {
+    let mut m = json!({
+        "manager": e.manager,
+        "operation": e.operation,
+        "apiVersion": e.api_version,
+        "time": e.time,
+        "fieldsType": "FieldsV1",
+        "fieldsV1": to_fields_v1(&e.fields),
+    });
+    if !e.subresource.is_empty() {
+        m["subresource"] = json!(e.subresource);
+    }
+    m
+}
+
+fn set_entries(obj: &mut Value, list: Vec<Value>) {
     if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
         if list.is_empty() {
             meta.remove("managedFields");
@@ -437,6 +439,10 @@ pub struct Writer<'a> {
 }
 
 /// Records an Update-style write (create, update, patch) of `new` over `old`.
+///
+/// Fields that changed or went away leave the entries that owned them, and the changed ones
+/// move to the writer's entry. Most writes touch few fields (a status patch, a label), so an
+/// entry owning none of them is kept as stored rather than decoded and encoded again.
 pub fn record_update(
     old: Option<&Value>,
     new: &mut Value,
@@ -444,7 +450,6 @@ pub fn record_update(
     scope: Scope,
     w: &Writer<'_>,
 ) {
-    let mut entries = old.map(read_entries).unwrap_or_default();
     let new_fields = fields_of(new, shape, scope);
     let old_fields = old.map(|o| fields_of(o, shape, scope)).unwrap_or_default();
     let changed: FieldSet = new_fields
@@ -453,29 +458,70 @@ pub fn record_update(
         .cloned()
         .collect();
     let removed: FieldSet = old_fields.difference(&new_fields).cloned().collect();
-    for e in entries.iter_mut() {
-        e.fields.retain(|p| !changed.contains(p) && !removed.contains(p));
-    }
-    if !changed.is_empty() {
-        match entries.iter_mut().find(|e| {
-            e.manager == w.manager && e.operation == "Update" && e.subresource == w.subresource
-        }) {
-            Some(e) => {
-                e.fields.extend(changed);
-                e.time = w.now.to_string();
-                e.api_version = w.api_version.to_string();
+    let stored: &[Value] = old
+        .and_then(|o| o.pointer("/metadata/managedFields"))
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    // A patch starts from the old object, so its managedFields are usually the stored ones.
+    let carried = match new.pointer_mut("/metadata/managedFields") {
+        Some(v) if v.as_array().is_some_and(|a| a.as_slice() == stored) => match v.take() {
+            Value::Array(a) => a,
+            _ => Vec::new(),
+        },
+        _ => stored.to_vec(),
+    };
+    let mut entries = Vec::with_capacity(carried.len() + 1);
+    // Whether the changed fields still wait for the writer's entry.
+    let mut unclaimed = !changed.is_empty();
+    for raw in carried {
+        let is_mine = str_field(&raw, "manager") == w.manager
+            && str_field(&raw, "operation") == "Update"
+            && str_field(&raw, "subresource") == w.subresource;
+        let claims = is_mine && unclaimed;
+        let fields_v1 = raw.get("fieldsV1");
+        let touched = changed.iter().chain(&removed).any(|p| owns(fields_v1, p));
+        if !touched && !claims {
+            if fields_v1.and_then(Value::as_object).is_some_and(|m| !m.is_empty()) {
+                entries.push(raw);
             }
-            None => entries.push(Entry {
-                manager: w.manager.to_string(),
-                operation: "Update".into(),
-                api_version: w.api_version.to_string(),
-                time: w.now.to_string(),
-                subresource: w.subresource.to_string(),
-                fields: changed,
-            }),
+            continue;
+        }
+        let mut entry = read_entry(&raw);
+        entry.fields.retain(|p| !changed.contains(p) && !removed.contains(p));
+        if claims {
+            entry.fields.extend(changed.iter().cloned());
+            entry.time = w.now.to_string();
+            entry.api_version = w.api_version.to_string();
+            unclaimed = false;
+        }
+        if !entry.fields.is_empty() {
+            entries.push(write_entry(&entry));
         }
     }
-    write_entries(new, &entries);
+    if unclaimed {
+        entries.push(write_entry(&Entry {
+            manager: w.manager.to_string(),
+            operation: "Update".into(),
+            api_version: w.api_version.to_string(),
+            time: w.now.to_string(),
+            subresource: w.subresource.to_string(),
+            fields: changed,
+        }));
+    }
+    set_entries(new, entries);
+}
+
+/// Whether a `fieldsV1` tree has `path` as a member.
+fn owns(fields_v1: Option<&Value>, path: &[String]) -> bool {
+    let mut node = fields_v1;
+    for el in path {
+        node = node.and_then(|n| n.get(el));
+    }
+    match node.and_then(Value::as_object) {
+        Some(m) => m.is_empty() || m.contains_key("."),
+        None => false,
+    }
 }
 
 /// A server-side apply conflict: `(message, field)` pairs and the overall message.
@@ -510,7 +556,8 @@ pub fn apply(
         }
     }
     let new_set = fields_of(&applied_scoped, shape, scope);
-    let base = live.cloned().unwrap_or_else(|| json!({}));
+    let empty = Value::Object(Map::new());
+    let base = live.unwrap_or(&empty);
     let is_mine = |e: &Entry| {
         e.manager == w.manager && e.operation == "Apply" && e.subresource == w.subresource
     };
@@ -521,7 +568,7 @@ pub fn apply(
         let overlapping: Vec<Vec<String>> = e
             .fields
             .iter()
-            .filter(|p| new_set.contains(*p) && value_at(&base, p) != value_at(&applied_scoped, p))
+            .filter(|p| new_set.contains(*p) && value_at(base, p) != value_at(&applied_scoped, p))
             .cloned()
             .collect();
         if overlapping.is_empty() {
@@ -552,8 +599,9 @@ pub fn apply(
         return Err(Conflicts { message, causes: conflicts });
     }
 
+    // The one copy of the live object: the applied configuration moves into it.
     let mut merged = base.clone();
-    merge_into(&mut merged, &applied_scoped, shape, &mut Vec::new());
+    merge_into(&mut merged, applied_scoped, shape, &mut Vec::new());
 
     let previous: FieldSet =
         entries.iter().filter(|e| is_mine(e)).flat_map(|e| e.fields.clone()).collect();
@@ -613,50 +661,61 @@ fn prune_empty_parents(obj: &mut Value, previous: &FieldSet, now: &FieldSet) {
     }
 }
 
-fn merge_into(live: &mut Value, applied: &Value, shape: Shape<'_>, prefix: &mut Vec<String>) {
+/// Merges `applied` into `live`, moving its values instead of copying them.
+fn merge_into(live: &mut Value, applied: Value, shape: Shape<'_>, prefix: &mut Vec<String>) {
     match applied {
         Value::Object(am) if !shape.atomic_map() => {
             if !live.is_object() {
-                *live = json!({});
+                *live = Value::Object(Map::new());
             }
             let lm = live.as_object_mut().expect("object");
             for (k, av) in am {
                 let child_shape = if prefix.is_empty() && k == "metadata" {
                     Shape::Builtin
                 } else {
-                    shape.child(k)
+                    shape.child(&k)
                 };
                 prefix.push(format!("f:{k}"));
-                let lv = lm.entry(k.clone()).or_insert(Value::Null);
+                let lv = lm.entry(k).or_insert(Value::Null);
                 merge_into(lv, av, child_shape, prefix);
                 prefix.pop();
             }
         }
-        Value::Array(items) => match shape.list_type(field_name(prefix), items) {
-            ListType::Atomic => *live = applied.clone(),
+        Value::Array(items) => match shape.list_type(field_name(prefix), &items) {
+            ListType::Atomic => *live = Value::Array(items),
             ListType::Set => {
-                let mut out = live.as_array().cloned().unwrap_or_default();
+                let mut out = take_list(live);
                 for i in items {
-                    if !out.contains(i) {
-                        out.push(i.clone());
+                    if !out.contains(&i) {
+                        out.push(i);
                     }
                 }
                 *live = Value::Array(out);
             }
             ListType::Map(keys) => {
-                let mut out = live.as_array().cloned().unwrap_or_default();
+                let mut out = take_list(live);
                 for item in items {
+                    let key: Vec<Option<Value>> =
+                        keys.iter().map(|k| key_value(&item, k)).collect();
                     let matches =
-                        |c: &Value| keys.iter().all(|k| key_value(c, k) == key_value(item, k));
+                        |c: &Value| keys.iter().zip(&key).all(|(k, v)| key_value(c, k) == *v);
                     match out.iter_mut().find(|c| matches(c)) {
                         Some(existing) => merge_into(existing, item, shape.items(), prefix),
-                        None => out.push(item.clone()),
+                        None => out.push(item),
                     }
                 }
                 *live = Value::Array(out);
             }
         },
-        other => *live = other.clone(),
+        other => *live = other,
+    }
+}
+
+/// The items of a live list (none when it is not a list), taken out to be merged into.
+fn take_list(live: &mut Value) -> Vec<Value> {
+    match live.take() {
+        Value::Array(items) => items,
+        _ => Vec::new(),
     }
 }
 
@@ -676,5 +735,56 @@ mod tests {
                 "f:containers": {"k:{\"name\":\"a\"}": {".": {}, "f:name": {}, "f:image": {}}}}})
         );
         assert_eq!(from_fields_v1(&v1), set);
+    }
+
+    fn entry(manager: &str, operation: &str, sub: &str, time: &str, fields: Value) -> Value {
+        let mut e = json!({"manager": manager, "operation": operation, "apiVersion": "v1",
+            "time": time, "fieldsType": "FieldsV1", "fieldsV1": fields});
+        if !sub.is_empty() {
+            e["subresource"] = json!(sub);
+        }
+        e
+    }
+
+    #[test]
+    fn an_update_moves_only_the_fields_it_touches() {
+        let applied = entry("op", "Apply", "", "t0", json!({"f:spec": {"f:x": {}}}));
+        let status = entry(
+            "ctl",
+            "Update",
+            "status",
+            "t0",
+            json!({"f:status": {"f:phase": {}, "f:count": {}}}),
+        );
+        let old = json!({"metadata": {"name": "a", "managedFields": [applied, status]},
+            "spec": {"x": 1}, "status": {"phase": "A", "count": 1}});
+        let w = |manager| Writer { manager, api_version: "v1", subresource: "status", now: "t1" };
+
+        // The writer's own entry takes the change, loses the removed field and gets the new
+        // time; the Apply entry owns none of them and stays as stored.
+        let mut new = old.clone();
+        new["status"] = json!({"phase": "B", "ready": true});
+        record_update(Some(&old), &mut new, Shape::Builtin, Scope::Status, &w("ctl"));
+        let mine = entry(
+            "ctl",
+            "Update",
+            "status",
+            "t1",
+            json!({"f:status": {"f:phase": {}, "f:ready": {}}}),
+        );
+        assert_eq!(new["metadata"]["managedFields"], json!([applied, mine]));
+
+        // Another writer takes the changed field from the entry that had it; an entry left
+        // with no fields goes away.
+        let mut new = old.clone();
+        new["status"] = json!({"phase": "C"});
+        record_update(Some(&old), &mut new, Shape::Builtin, Scope::Status, &w("other"));
+        let theirs = entry("other", "Update", "status", "t1", json!({"f:status": {"f:phase": {}}}));
+        assert_eq!(new["metadata"]["managedFields"], json!([applied, theirs]));
+
+        // A write that changes nothing leaves every entry, and its time, as stored.
+        let mut new = old.clone();
+        record_update(Some(&old), &mut new, Shape::Builtin, Scope::Status, &w("ctl"));
+        assert_eq!(new["metadata"]["managedFields"], old["metadata"]["managedFields"]);
     }
 }

@@ -21,6 +21,7 @@
 //! [`CompiledCrd`] (compiled once per CRD and reused for every write); tools such as a linter
 //! can call the one-shot [`validate`].
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -179,7 +180,7 @@ pub fn validate(
     opts: &ValidationOptions,
 ) -> Result<Value, Vec<Cause>> {
     let compiled = CompiledCrd::new(crd);
-    compiled.validate(obj, old, opts).map(|v| v.object)
+    compiled.validate(obj.clone(), old, opts).map(|v| v.object)
 }
 
 /// A CRD's version schemas prepared for repeated validation (CEL programs compiled once).
@@ -239,7 +240,7 @@ impl CompiledCrd {
     /// Validates, prunes and defaults `obj`; see [`validate`].
     pub fn validate(
         &self,
-        obj: &Value,
+        obj: Value,
         old: Option<&Value>,
         opts: &ValidationOptions,
     ) -> Result<Validated, Vec<Cause>> {
@@ -268,20 +269,25 @@ impl CompiledCrd {
 
         let mut causes = Vec::new();
         let mut pruned = Vec::new();
-        let mut object = obj.clone();
+        let mut object = obj;
         normalize_root(schema, &mut object, opts.unknown_fields, &mut pruned, &mut causes);
 
         // On an update the old object is read as the API server reads it from storage:
         // pruned and defaulted by the current schema. Its subtrees are what ratcheting
-        // compares against.
+        // compares against. It was normalized when it was stored, so it is copied only when
+        // the schema has changed since.
         let old_normalized = old.map(|o| {
+            if is_normalized_root(schema, o) {
+                return Cow::Borrowed(o);
+            }
             let mut o = o.clone();
             normalize_root(schema, &mut o, UnknownFields::Prune, &mut Vec::new(), &mut Vec::new());
-            o
+            Cow::Owned(o)
         });
+        let old_normalized = old_normalized.as_deref();
 
         let mut checker = Checker { version: compiled, causes: Vec::new(), blocking: false };
-        checker.check_root(schema, &object, old_normalized.as_ref());
+        checker.check_root(schema, &object, old_normalized);
         causes.append(&mut checker.causes);
 
         if !checker.blocking
@@ -292,7 +298,7 @@ impl CompiledCrd {
                 api_group: self.group.clone(),
                 kind: self.kind.clone(),
             };
-            for e in rules.validate_root(&object, old_normalized.as_ref(), &root) {
+            for e in rules.validate_root(&object, old_normalized, &root) {
                 causes.push(cel_cause(schema, &e));
             }
         }
@@ -363,6 +369,40 @@ fn flag(schema: &Value, name: &str) -> bool {
     schema.get(name).and_then(Value::as_bool).unwrap_or(false)
 }
 
+/// Where a value sits, rendered (`spec.items[0].name`) only when a pruned field or a cause
+/// names it: normalizing visits every field of every write, and almost none is reported.
+#[derive(Clone, Copy)]
+enum FieldPath<'a> {
+    Root,
+    Field(&'a FieldPath<'a>, &'a str),
+    Index(&'a FieldPath<'a>, usize),
+}
+
+impl FieldPath<'_> {
+    fn render(&self) -> String {
+        let mut out = String::new();
+        self.write_to(&mut out);
+        out
+    }
+
+    fn write_to(&self, out: &mut String) {
+        match self {
+            FieldPath::Root => {}
+            FieldPath::Field(parent, name) => {
+                parent.write_to(out);
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(name);
+            }
+            FieldPath::Index(parent, i) => {
+                parent.write_to(out);
+                out.push_str(&format!("[{i}]"));
+            }
+        }
+    }
+}
+
 /// Pruning, null-dropping and defaulting of the whole object. `apiVersion`, `kind` and
 /// `metadata` at the root are the API server's business, not the schema's.
 fn normalize_root(
@@ -374,39 +414,39 @@ fn normalize_root(
 ) {
     let Some(map) = obj.as_object_mut() else { return };
     let props = schema.get("properties").and_then(Value::as_object);
-    let keys: Vec<String> = map.keys().cloned().collect();
-    for key in keys {
+    let preserve = flag(schema, "x-kubernetes-preserve-unknown-fields");
+    let mut dropped = Vec::new();
+    for (key, child) in map.iter_mut() {
         if matches!(key.as_str(), "apiVersion" | "kind" | "metadata") {
             continue;
         }
-        let child_schema = props.and_then(|p| p.get(&key));
-        match child_schema {
-            Some(cs) => {
-                if map.get(&key).is_some_and(Value::is_null) && !flag(cs, "nullable") {
-                    map.remove(&key);
-                } else if let Some(child) = map.get_mut(&key) {
-                    normalize(cs, child, &key, mode, pruned, causes);
-                }
-            }
-            None if flag(schema, "x-kubernetes-preserve-unknown-fields") => {}
-            None => unknown(map, &key, "", mode, pruned, causes),
+        let path = FieldPath::Field(&FieldPath::Root, key);
+        match props.and_then(|p| p.get(key)) {
+            Some(cs) if child.is_null() && !flag(cs, "nullable") => dropped.push(key.clone()),
+            Some(cs) => normalize(cs, child, &path, mode, pruned, causes),
+            None if preserve => {}
+            None => unknown(&mut dropped, key, &path, mode, pruned, causes),
         }
     }
-    apply_property_defaults(schema, map, "", mode, pruned, causes);
+    for key in &dropped {
+        map.remove(key);
+    }
+    apply_property_defaults(schema, map, &FieldPath::Root, mode, pruned, causes);
 }
 
+/// An unknown field: dropped (and listed in `pruned`) or reported.
 fn unknown(
-    map: &mut Map<String, Value>,
+    dropped: &mut Vec<String>,
     key: &str,
-    path: &str,
+    path: &FieldPath<'_>,
     mode: UnknownFields,
     pruned: &mut Vec<String>,
     causes: &mut Vec<Cause>,
 ) {
-    let field = join(path, key);
+    let field = path.render();
     match mode {
         UnknownFields::Prune => {
-            map.remove(key);
+            dropped.push(key.to_string());
             pruned.push(field);
         }
         UnknownFields::Reject => {
@@ -419,7 +459,7 @@ fn unknown(
 fn apply_property_defaults(
     schema: &Value,
     map: &mut Map<String, Value>,
-    path: &str,
+    path: &FieldPath<'_>,
     mode: UnknownFields,
     pruned: &mut Vec<String>,
     causes: &mut Vec<Cause>,
@@ -431,7 +471,7 @@ fn apply_property_defaults(
         }
         if let Some(default) = prop.get("default") {
             let mut value = default.clone();
-            normalize(prop, &mut value, &join(path, name), mode, pruned, causes);
+            normalize(prop, &mut value, &FieldPath::Field(path, name), mode, pruned, causes);
             map.insert(name.clone(), value);
         }
     }
@@ -440,7 +480,7 @@ fn apply_property_defaults(
 fn normalize(
     schema: &Value,
     value: &mut Value,
-    path: &str,
+    path: &FieldPath<'_>,
     mode: UnknownFields,
     pruned: &mut Vec<String>,
     causes: &mut Vec<Cause>,
@@ -451,36 +491,89 @@ fn normalize(
             let embedded = flag(schema, "x-kubernetes-embedded-resource");
             let props = schema.get("properties").and_then(Value::as_object);
             let additional = schema.get("additionalProperties").filter(|a| a.is_object());
-            let keys: Vec<String> = map.keys().cloned().collect();
-            for key in keys {
-                let child_path = join(path, &key);
-                let child_schema = props.and_then(|p| p.get(&key)).or(additional);
-                match child_schema {
-                    Some(cs) => {
-                        if map.get(&key).is_some_and(Value::is_null) && !flag(cs, "nullable") {
-                            map.remove(&key);
-                        } else if let Some(child) = map.get_mut(&key) {
-                            normalize(cs, child, &child_path, mode, pruned, causes);
-                        }
+            let open = schema.get("additionalProperties") == Some(&Value::Bool(true));
+            let mut dropped = Vec::new();
+            for (key, child) in map.iter_mut() {
+                let child_path = FieldPath::Field(path, key);
+                match props.and_then(|p| p.get(key)).or(additional) {
+                    Some(cs) if child.is_null() && !flag(cs, "nullable") => {
+                        dropped.push(key.clone())
                     }
+                    Some(cs) => normalize(cs, child, &child_path, mode, pruned, causes),
                     None if preserve => {}
                     None if embedded
                         && matches!(key.as_str(), "apiVersion" | "kind" | "metadata") => {}
-                    None if schema.get("additionalProperties") == Some(&Value::Bool(true)) => {}
-                    None => unknown(map, &key, path, mode, pruned, causes),
+                    None if open => {}
+                    None => unknown(&mut dropped, key, &child_path, mode, pruned, causes),
                 }
+            }
+            for key in &dropped {
+                map.remove(key);
             }
             apply_property_defaults(schema, map, path, mode, pruned, causes);
         }
         Value::Array(items) => {
             if let Some(item_schema) = schema.get("items") {
                 for (i, item) in items.iter_mut().enumerate() {
-                    normalize(item_schema, item, &index(path, i), mode, pruned, causes);
+                    normalize(item_schema, item, &FieldPath::Index(path, i), mode, pruned, causes);
                 }
             }
         }
         _ => {}
     }
+}
+
+/// Whether [`normalize_root`] (pruning) would leave `obj` as it is, as it does an object
+/// stored under the same schema. It reads exactly what `normalize_root` changes.
+fn is_normalized_root(schema: &Value, obj: &Value) -> bool {
+    let Some(map) = obj.as_object() else { return true };
+    let props = schema.get("properties").and_then(Value::as_object);
+    let preserve = flag(schema, "x-kubernetes-preserve-unknown-fields");
+    let fields_kept = map
+        .iter()
+        .filter(|(key, _)| !matches!(key.as_str(), "apiVersion" | "kind" | "metadata"))
+        .all(|(key, child)| match props.and_then(|p| p.get(key)) {
+            Some(cs) => (!child.is_null() || flag(cs, "nullable")) && is_normalized(cs, child),
+            None => preserve,
+        });
+    fields_kept && defaults_present(schema, map)
+}
+
+fn is_normalized(schema: &Value, value: &Value) -> bool {
+    match value {
+        Value::Object(map) => {
+            let preserve = flag(schema, "x-kubernetes-preserve-unknown-fields");
+            let embedded = flag(schema, "x-kubernetes-embedded-resource");
+            let props = schema.get("properties").and_then(Value::as_object);
+            let additional = schema.get("additionalProperties").filter(|a| a.is_object());
+            let open = schema.get("additionalProperties") == Some(&Value::Bool(true));
+            let fields_kept = map.iter().all(|(key, child)| {
+                match props.and_then(|p| p.get(key)).or(additional) {
+                    Some(cs) => {
+                        (!child.is_null() || flag(cs, "nullable")) && is_normalized(cs, child)
+                    }
+                    None => {
+                        preserve
+                            || open
+                            || (embedded
+                                && matches!(key.as_str(), "apiVersion" | "kind" | "metadata"))
+                    }
+                }
+            });
+            fields_kept && defaults_present(schema, map)
+        }
+        Value::Array(items) => {
+            schema.get("items").is_none_or(|s| items.iter().all(|item| is_normalized(s, item)))
+        }
+        _ => true,
+    }
+}
+
+/// Whether every property with a default is present (defaulting would add the others).
+fn defaults_present(schema: &Value, map: &Map<String, Value>) -> bool {
+    schema.get("properties").and_then(Value::as_object).is_none_or(|props| {
+        props.iter().all(|(name, prop)| map.contains_key(name) || prop.get("default").is_none())
+    })
 }
 
 /// The structural (OpenAPI) checks. `blocking` records type and enum errors, which stop CEL
@@ -1113,9 +1206,9 @@ mod tests {
     fn reports_pruned_paths_and_strict_mode() {
         let c = CompiledCrd::new(&crd(widget_schema()));
         let obj = widget(json!({"owner": {"team": "ops", "bogus": 1}, "unknown": 1}));
-        let ok = c.validate(&obj, None, &ValidationOptions::default()).expect("valid");
+        let ok = c.validate(obj.clone(), None, &ValidationOptions::default()).expect("valid");
         assert_eq!(ok.pruned, vec!["spec.owner.bogus".to_string(), "spec.unknown".to_string()]);
-        let err = c.validate(&obj, None, &ValidationOptions::strict()).expect_err("strict rejects");
+        let err = c.validate(obj, None, &ValidationOptions::strict()).expect_err("strict rejects");
         let shown: Vec<String> = err.iter().map(ToString::to_string).collect();
         assert_eq!(
             shown,

@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -36,18 +36,33 @@ pub struct StoredObject {
     pub json: Bytes,
     /// uids in its ownerReferences (the garbage collector's index).
     pub owners: Vec<String>,
+    /// Its `metadata.labels`, read from the text when a label selector first asks.
+    labels: OnceLock<BTreeMap<String, String>>,
 }
 
 impl StoredObject {
     fn new(rv: u64, json: Bytes) -> Self {
         let owners =
             if memfind(&json, b"\"ownerReferences\"") { owners_of(&json) } else { Vec::new() };
-        StoredObject { rv, json, owners }
+        StoredObject { rv, json, owners, labels: OnceLock::new() }
+    }
+
+    /// Its labels (as [`crate::selectors::labels_of`] reads them), parsed once: every watch
+    /// with a label selector tests every change of its resource.
+    pub fn labels(&self) -> &BTreeMap<String, String> {
+        self.labels.get_or_init(|| labels_in(&self.json))
     }
 
     /// Parses the stored JSON.
     pub fn value(&self) -> Value {
         serde_json::from_slice(&self.json).unwrap_or(Value::Null)
+    }
+
+    /// Whether `metadata.deletionTimestamp` is set. Every write is checked and few objects
+    /// are being deleted, so the text is searched first and parsed only when it has the name.
+    pub fn is_deleting(&self) -> bool {
+        memfind(&self.json, b"\"deletionTimestamp\"")
+            && self.value().pointer("/metadata/deletionTimestamp").is_some()
     }
 }
 
@@ -580,6 +595,20 @@ fn owners_of(json: &[u8]) -> Vec<String> {
     uids
 }
 
+/// `metadata.labels` of a stored object, read without building the rest of it.
+fn labels_in(json: &[u8]) -> BTreeMap<String, String> {
+    #[derive(Deserialize)]
+    struct Meta {
+        labels: Option<BTreeMap<String, Value>>,
+    }
+    #[derive(Deserialize)]
+    struct Obj {
+        metadata: Option<Meta>,
+    }
+    let labels = serde_json::from_slice::<Obj>(json).ok().and_then(|o| o.metadata?.labels);
+    labels.into_iter().flatten().map(|(k, v)| (k, v.as_str().unwrap_or("").to_string())).collect()
+}
+
 fn rv_of(json: &[u8]) -> Option<u64> {
     #[derive(Deserialize)]
     struct Meta {
@@ -614,5 +643,29 @@ mod tests {
         assert_eq!(StoredObject::new(1, Bytes::from_static(json)).owners, ["a", "b"]);
         let none = br#"{"metadata": {"name": "c", "ownerReferences": null}}"#;
         assert!(StoredObject::new(1, Bytes::from_static(none)).owners.is_empty());
+    }
+
+    #[test]
+    fn labels_are_read_as_a_full_parse_reads_them() {
+        for json in [
+            &br#"{"metadata": {"name": "c", "labels": {"app": "web", "n": 1}}, "spec": {"labels": {"x": "y"}}}"#[..],
+            br#"{"metadata": {"name": "c", "labels": null}}"#,
+            br#"{"metadata": {"name": "c"}}"#,
+            br#"{"kind": "X"}"#,
+        ] {
+            let stored = StoredObject::new(1, Bytes::copy_from_slice(json));
+            assert_eq!(stored.labels(), &crate::selectors::labels_of(&stored.value()));
+        }
+    }
+
+    #[test]
+    fn deletion_is_read_from_the_metadata_only() {
+        let deleting =
+            br#"{"metadata": {"name": "c", "deletionTimestamp": "2026-01-01T00:00:00Z"}}"#;
+        assert!(StoredObject::new(1, Bytes::from_static(deleting)).is_deleting());
+        let mentioned = br#"{"metadata": {"name": "c"}, "data": {"deletionTimestamp": "x"}}"#;
+        assert!(!StoredObject::new(1, Bytes::from_static(mentioned)).is_deleting());
+        let live = br#"{"metadata": {"name": "c"}}"#;
+        assert!(!StoredObject::new(1, Bytes::from_static(live)).is_deleting());
     }
 }

@@ -477,6 +477,48 @@ fn apply_property_defaults(
     }
 }
 
+/// What an object schema says of one of its keys.
+enum Key<'s> {
+    /// Declared (by `properties` or an `additionalProperties` schema): the value's schema.
+    Schema(&'s Value),
+    /// Not declared, but kept: unknown fields preserved, an open map, or the `apiVersion`,
+    /// `kind` and `metadata` of an embedded resource.
+    Kept,
+    /// Not declared: pruned, or refused under strict field validation.
+    Unknown,
+}
+
+/// How an object schema treats its keys; pruning ([`normalize`]) and its read-only check
+/// ([`is_normalized`]) read it here, so they cannot disagree.
+struct Keys<'s> {
+    props: Option<&'s Map<String, Value>>,
+    additional: Option<&'s Value>,
+    preserve: bool,
+    embedded: bool,
+    open: bool,
+}
+
+impl<'s> Keys<'s> {
+    fn of(schema: &'s Value) -> Self {
+        Keys {
+            props: schema.get("properties").and_then(Value::as_object),
+            additional: schema.get("additionalProperties").filter(|a| a.is_object()),
+            preserve: flag(schema, "x-kubernetes-preserve-unknown-fields"),
+            embedded: flag(schema, "x-kubernetes-embedded-resource"),
+            open: schema.get("additionalProperties") == Some(&Value::Bool(true)),
+        }
+    }
+
+    fn rule(&self, key: &str) -> Key<'s> {
+        match self.props.and_then(|p| p.get(key)).or(self.additional) {
+            Some(schema) => Key::Schema(schema),
+            None if self.preserve || self.open => Key::Kept,
+            None if self.embedded && matches!(key, "apiVersion" | "kind" | "metadata") => Key::Kept,
+            None => Key::Unknown,
+        }
+    }
+}
+
 fn normalize(
     schema: &Value,
     value: &mut Value,
@@ -487,24 +529,17 @@ fn normalize(
 ) {
     match value {
         Value::Object(map) => {
-            let preserve = flag(schema, "x-kubernetes-preserve-unknown-fields");
-            let embedded = flag(schema, "x-kubernetes-embedded-resource");
-            let props = schema.get("properties").and_then(Value::as_object);
-            let additional = schema.get("additionalProperties").filter(|a| a.is_object());
-            let open = schema.get("additionalProperties") == Some(&Value::Bool(true));
+            let keys = Keys::of(schema);
             let mut dropped = Vec::new();
             for (key, child) in map.iter_mut() {
                 let child_path = FieldPath::Field(path, key);
-                match props.and_then(|p| p.get(key)).or(additional) {
-                    Some(cs) if child.is_null() && !flag(cs, "nullable") => {
+                match keys.rule(key) {
+                    Key::Schema(cs) if child.is_null() && !flag(cs, "nullable") => {
                         dropped.push(key.clone())
                     }
-                    Some(cs) => normalize(cs, child, &child_path, mode, pruned, causes),
-                    None if preserve => {}
-                    None if embedded
-                        && matches!(key.as_str(), "apiVersion" | "kind" | "metadata") => {}
-                    None if open => {}
-                    None => unknown(&mut dropped, key, &child_path, mode, pruned, causes),
+                    Key::Schema(cs) => normalize(cs, child, &child_path, mode, pruned, causes),
+                    Key::Kept => {}
+                    Key::Unknown => unknown(&mut dropped, key, &child_path, mode, pruned, causes),
                 }
             }
             for key in &dropped {
@@ -542,23 +577,13 @@ fn is_normalized_root(schema: &Value, obj: &Value) -> bool {
 fn is_normalized(schema: &Value, value: &Value) -> bool {
     match value {
         Value::Object(map) => {
-            let preserve = flag(schema, "x-kubernetes-preserve-unknown-fields");
-            let embedded = flag(schema, "x-kubernetes-embedded-resource");
-            let props = schema.get("properties").and_then(Value::as_object);
-            let additional = schema.get("additionalProperties").filter(|a| a.is_object());
-            let open = schema.get("additionalProperties") == Some(&Value::Bool(true));
-            let fields_kept = map.iter().all(|(key, child)| {
-                match props.and_then(|p| p.get(key)).or(additional) {
-                    Some(cs) => {
-                        (!child.is_null() || flag(cs, "nullable")) && is_normalized(cs, child)
-                    }
-                    None => {
-                        preserve
-                            || open
-                            || (embedded
-                                && matches!(key.as_str(), "apiVersion" | "kind" | "metadata"))
-                    }
+            let keys = Keys::of(schema);
+            let fields_kept = map.iter().all(|(key, child)| match keys.rule(key) {
+                Key::Schema(cs) => {
+                    (!child.is_null() || flag(cs, "nullable")) && is_normalized(cs, child)
                 }
+                Key::Kept => true,
+                Key::Unknown => false,
             });
             fields_kept && defaults_present(schema, map)
         }

@@ -38,6 +38,38 @@ fn dead(event: QueuedEvent) -> DeadLetter {
     }
 }
 
+/// Senders that each wait for their answer before sending again, as HTTP connections do:
+/// under that load the writer gathers for a moment, so one commit carries nearly every
+/// sender's next event instead of whichever one was first back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn closed_loop_senders_are_gathered_into_shared_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = Queue::open(dir.path(), QueueSettings::default()).unwrap();
+    let (senders, rounds) = (16, 100);
+    let tasks: Vec<_> = (0..senders)
+        .map(|s| {
+            let q = queue.clone();
+            tokio::spawn(async move {
+                for r in 0..rounds {
+                    q.enqueue(event(&format!("e{s}-{r}"), None)).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let c = queue.counters();
+    let (commits, ops) =
+        (c.commits.load(Ordering::Relaxed), c.committed_ops.load(Ordering::Relaxed));
+    assert_eq!(ops, senders * rounds);
+    assert!(
+        ops >= 12 * commits,
+        "{ops} enqueues from {senders} closed-loop senders took {commits} commits"
+    );
+    queue.close().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_enqueues_share_commits_and_survive_a_reopen() {
     let dir = tempfile::tempdir().unwrap();

@@ -61,8 +61,8 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub const MAX_BATCH: usize = 4096;
 /// How long the writer gathers operations for one commit while the previous commit carried
 /// more than one (a sign of concurrent callers); a commit after an idle spell starts at
-/// once. At 10,000 events/s this halves the commits, and with them the pages written and
-/// the fsyncs, for at most this much added latency.
+/// once. Under benchmark load (64 connections) this halves the fsyncs and page writes per
+/// event, for at most this much added latency.
 pub const GATHER: Duration = Duration::from_millis(1);
 /// File name of the store inside the data directory.
 pub const STORE_FILE: &str = "queue.redb";

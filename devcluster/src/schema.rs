@@ -412,26 +412,9 @@ fn normalize_root(
     pruned: &mut Vec<String>,
     causes: &mut Vec<Cause>,
 ) {
-    let Some(map) = obj.as_object_mut() else { return };
-    let props = schema.get("properties").and_then(Value::as_object);
-    let preserve = flag(schema, "x-kubernetes-preserve-unknown-fields");
-    let mut dropped = Vec::new();
-    for (key, child) in map.iter_mut() {
-        if matches!(key.as_str(), "apiVersion" | "kind" | "metadata") {
-            continue;
-        }
-        let path = FieldPath::Field(&FieldPath::Root, key);
-        match props.and_then(|p| p.get(key)) {
-            Some(cs) if child.is_null() && !flag(cs, "nullable") => dropped.push(key.clone()),
-            Some(cs) => normalize(cs, child, &path, mode, pruned, causes),
-            None if preserve => {}
-            None => unknown(&mut dropped, key, &path, mode, pruned, causes),
-        }
+    if let Some(map) = obj.as_object_mut() {
+        normalize_object(&Keys::root(schema), schema, map, &FieldPath::Root, mode, pruned, causes);
     }
-    for key in &dropped {
-        map.remove(key);
-    }
-    apply_property_defaults(schema, map, &FieldPath::Root, mode, pruned, causes);
 }
 
 /// An unknown field: dropped (and listed in `pruned`) or reported.
@@ -496,6 +479,9 @@ struct Keys<'s> {
     preserve: bool,
     embedded: bool,
     open: bool,
+    /// The object's root: its `apiVersion`, `kind` and `metadata` are the API server's,
+    /// whatever the schema declares for them.
+    root: bool,
 }
 
 impl<'s> Keys<'s> {
@@ -506,10 +492,20 @@ impl<'s> Keys<'s> {
             preserve: flag(schema, "x-kubernetes-preserve-unknown-fields"),
             embedded: flag(schema, "x-kubernetes-embedded-resource"),
             open: schema.get("additionalProperties") == Some(&Value::Bool(true)),
+            root: false,
         }
     }
 
+    /// The root schema, where only `properties` and preserve-unknown-fields count (a CRD's
+    /// root has no `additionalProperties`).
+    fn root(schema: &'s Value) -> Self {
+        Keys { additional: None, embedded: false, open: false, root: true, ..Keys::of(schema) }
+    }
+
     fn rule(&self, key: &str) -> Key<'s> {
+        if self.root && matches!(key, "apiVersion" | "kind" | "metadata") {
+            return Key::Kept;
+        }
         match self.props.and_then(|p| p.get(key)).or(self.additional) {
             Some(schema) => Key::Schema(schema),
             None if self.preserve || self.open => Key::Kept,
@@ -529,23 +525,7 @@ fn normalize(
 ) {
     match value {
         Value::Object(map) => {
-            let keys = Keys::of(schema);
-            let mut dropped = Vec::new();
-            for (key, child) in map.iter_mut() {
-                let child_path = FieldPath::Field(path, key);
-                match keys.rule(key) {
-                    Key::Schema(cs) if child.is_null() && !flag(cs, "nullable") => {
-                        dropped.push(key.clone())
-                    }
-                    Key::Schema(cs) => normalize(cs, child, &child_path, mode, pruned, causes),
-                    Key::Kept => {}
-                    Key::Unknown => unknown(&mut dropped, key, &child_path, mode, pruned, causes),
-                }
-            }
-            for key in &dropped {
-                map.remove(key);
-            }
-            apply_property_defaults(schema, map, path, mode, pruned, causes);
+            normalize_object(&Keys::of(schema), schema, map, path, mode, pruned, causes)
         }
         Value::Array(items) => {
             if let Some(item_schema) = schema.get("items") {
@@ -558,40 +538,58 @@ fn normalize(
     }
 }
 
+/// Pruning, null-dropping and defaulting of one object's fields, as `keys` rules them.
+fn normalize_object(
+    keys: &Keys<'_>,
+    schema: &Value,
+    map: &mut Map<String, Value>,
+    path: &FieldPath<'_>,
+    mode: UnknownFields,
+    pruned: &mut Vec<String>,
+    causes: &mut Vec<Cause>,
+) {
+    let mut dropped = Vec::new();
+    for (key, child) in map.iter_mut() {
+        let child_path = FieldPath::Field(path, key);
+        match keys.rule(key) {
+            Key::Schema(cs) if child.is_null() && !flag(cs, "nullable") => {
+                dropped.push(key.clone())
+            }
+            Key::Schema(cs) => normalize(cs, child, &child_path, mode, pruned, causes),
+            Key::Kept => {}
+            Key::Unknown => unknown(&mut dropped, key, &child_path, mode, pruned, causes),
+        }
+    }
+    for key in &dropped {
+        map.remove(key);
+    }
+    apply_property_defaults(schema, map, path, mode, pruned, causes);
+}
+
 /// Whether [`normalize_root`] (pruning) would leave `obj` as it is, as it does an object
 /// stored under the same schema. It reads exactly what `normalize_root` changes.
 fn is_normalized_root(schema: &Value, obj: &Value) -> bool {
-    let Some(map) = obj.as_object() else { return true };
-    let props = schema.get("properties").and_then(Value::as_object);
-    let preserve = flag(schema, "x-kubernetes-preserve-unknown-fields");
-    let fields_kept = map
-        .iter()
-        .filter(|(key, _)| !matches!(key.as_str(), "apiVersion" | "kind" | "metadata"))
-        .all(|(key, child)| match props.and_then(|p| p.get(key)) {
-            Some(cs) => (!child.is_null() || flag(cs, "nullable")) && is_normalized(cs, child),
-            None => preserve,
-        });
-    fields_kept && defaults_present(schema, map)
+    obj.as_object().is_none_or(|map| is_normalized_object(&Keys::root(schema), schema, map))
 }
 
 fn is_normalized(schema: &Value, value: &Value) -> bool {
     match value {
-        Value::Object(map) => {
-            let keys = Keys::of(schema);
-            let fields_kept = map.iter().all(|(key, child)| match keys.rule(key) {
-                Key::Schema(cs) => {
-                    (!child.is_null() || flag(cs, "nullable")) && is_normalized(cs, child)
-                }
-                Key::Kept => true,
-                Key::Unknown => false,
-            });
-            fields_kept && defaults_present(schema, map)
-        }
+        Value::Object(map) => is_normalized_object(&Keys::of(schema), schema, map),
         Value::Array(items) => {
             schema.get("items").is_none_or(|s| items.iter().all(|item| is_normalized(s, item)))
         }
         _ => true,
     }
+}
+
+/// Whether [`normalize_object`] would leave `map` as it is.
+fn is_normalized_object(keys: &Keys<'_>, schema: &Value, map: &Map<String, Value>) -> bool {
+    let fields_kept = map.iter().all(|(key, child)| match keys.rule(key) {
+        Key::Schema(cs) => (!child.is_null() || flag(cs, "nullable")) && is_normalized(cs, child),
+        Key::Kept => true,
+        Key::Unknown => false,
+    });
+    fields_kept && defaults_present(schema, map)
 }
 
 /// Whether every property with a default is present (defaulting would add the others).

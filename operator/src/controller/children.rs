@@ -9,9 +9,9 @@
 //! counts), so for Deployments and StatefulSets "unchanged" means the same generation (spec
 //! unchanged), labels, annotations (but the controller's own `deployment.kubernetes.io/`
 //! ones) and owners, not the same resourceVersion: a workload becoming ready re-reconciles
-//! its Integration for the counts but re-applies nothing. Removal of unwanted children asks the cache instead
-//! of the API server. At 10,000 Integrations this turns each reconcile after the first from
-//! seven server-side applies and three GETs into none.
+//! its Integration for the counts but re-applies nothing. Removal of unwanted children asks
+//! the cache instead of the API server. At 10,000 Integrations this turns each reconcile
+//! after the first from seven server-side applies and three GETs into none.
 //!
 //! Records are hashes, not objects: a few dozen bytes per child.
 

@@ -710,10 +710,20 @@ struct Deltas {
     pending_sub: u64,
 }
 
+/// Whether the writer waits up to [`GATHER`] before a commit: only under load, that is when
+/// the last commit carried more than one operation and the first of this one came without an
+/// idle spell (the writer waited less than [`GATHER`] for it). A request after a quiet
+/// moment is committed at once.
+fn gathers(last_batch: usize, waited: Duration) -> bool {
+    last_batch > 1 && waited < GATHER
+}
+
 impl Writer {
     fn run(self, rx: std_mpsc::Receiver<Op>) {
         let mut last_batch = 1;
-        while let Ok(first) = rx.recv() {
+        loop {
+            let idle_since = Instant::now();
+            let Ok(first) = rx.recv() else { break };
             let started = Instant::now();
             let mut ops = vec![first];
             let drain = |ops: &mut Vec<Op>| {
@@ -726,8 +736,8 @@ impl Writer {
             };
             drain(&mut ops);
             // Under load, wait a little for company: one commit (pages written, fsync)
-            // then carries many more operations. A lone caller is never kept waiting.
-            if last_batch > 1 && ops.len() < MAX_BATCH {
+            // then carries many more operations.
+            if gathers(last_batch, started - idle_since) && ops.len() < MAX_BATCH {
                 std::thread::sleep(GATHER.saturating_sub(started.elapsed()));
                 drain(&mut ops);
             }
@@ -1078,4 +1088,17 @@ fn remember(t: &mut Tables<'_, '_>, id: &str, until: u64) -> Result<(), redb::St
     }
     t.dedup_ttl.insert((until, id), ())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_busy_writer_gathers() {
+        let moment = Duration::from_micros(50);
+        assert!(gathers(8, moment), "callers answered by the last commit are coming back");
+        assert!(!gathers(1, moment), "a lone caller is not kept waiting");
+        assert!(!gathers(8, Duration::from_secs(5)), "nor one after an idle spell");
+    }
 }

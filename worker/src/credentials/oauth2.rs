@@ -281,12 +281,15 @@ impl TokenCache {
                 }
             })?;
         let status = response.status();
-        let bytes = crate::outbound::http::read_limited(response, MAX_TOKEN_RESPONSE_BYTES)
-            .await
-            .map_err(|e| {
-                failed(Some(status.as_u16()), crate::outbound::http::describe_reqwest_error(&e))
-            })?
-            .0;
+        let bytes = crate::outbound::http::read_limited(
+            hyper::Response::from(response).into_body(),
+            MAX_TOKEN_RESPONSE_BYTES,
+        )
+        .await
+        .map_err(|e| {
+            failed(Some(status.as_u16()), crate::outbound::http::describe_reqwest_error(&e))
+        })?
+        .0;
         let parsed: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
         if !status.is_success() {
             let code = parsed

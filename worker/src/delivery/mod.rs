@@ -50,8 +50,8 @@ use crate::config::{EgressConfig, OutboundCall, WorkerConfig};
 use crate::credentials::{Authorization, CredentialError, CredentialStore, hmac};
 use crate::outbound::egress::{EgressError, EgressPolicy};
 use crate::outbound::http::{
-    HttpClients, TlsProfile, describe_reqwest_error, find_source, read_limited, redaction_forms,
-    sanitize_excerpt,
+    DeliveryClient, HttpClients, TlsProfile, USER_AGENT, describe_chain, describe_client_error,
+    find_source, read_limited, redaction_forms, sanitize_excerpt,
 };
 pub use crate::outbound::request::CompiledCall;
 
@@ -747,8 +747,8 @@ impl Outbound {
             client_certificate,
             server_name: endpoint.server_name.clone(),
         };
-        let client = match self.inner.http.client(&profile, &self.inner.credentials) {
-            Ok(client) => client,
+        let clients = match self.inner.http.clients(&profile, &self.inner.credentials) {
+            Ok(clients) => clients,
             Err(e) => return permanent(FailureKind::Config, e.to_string()),
         };
         if let Some(name) = &profile.client_certificate {
@@ -768,7 +768,7 @@ impl Outbound {
                 Err(e) => return permanent(FailureKind::Config, e.to_string()),
             }
         } else {
-            client.clone()
+            clients.reqwest.clone()
         };
         let mut authorization = match &credential {
             Some(credential) => match self.authorize(credential, &token_client, timeout).await {
@@ -793,7 +793,7 @@ impl Outbound {
                 .and_then(Authorization::secret_text)
                 .map(|s| redaction_forms(&s))
                 .unwrap_or_default();
-            let request = match build_request(&client, prepared, authorization.as_ref(), key) {
+            let request = match build_request(prepared, authorization.as_ref(), key) {
                 Ok(request) => request,
                 Err(failure) => {
                     drop(permit);
@@ -802,7 +802,7 @@ impl Outbound {
             };
             let outcome = match tokio::time::timeout(
                 timeout,
-                send(&client, request, call, &redact, response_limit),
+                send(&clients.delivery, request, call, &redact, response_limit),
             )
             .await
             {
@@ -941,11 +941,10 @@ fn verdict(outcome: &AttemptOutcome) -> Verdict {
 }
 
 fn build_request(
-    client: &reqwest::Client,
     prepared: &PreparedRequest,
     authorization: Option<&Authorization>,
     key: &str,
-) -> Result<reqwest::Request, AttemptFailure> {
+) -> Result<hyper::Request<http_body_util::Full<bytes::Bytes>>, AttemptFailure> {
     let config_failure = |message: String| AttemptFailure::new(FailureKind::Config, message);
     let (rest, extra) = match authorization {
         Some(Authorization::UrlRest(rest)) => (Some(rest.expose_secret()), None),
@@ -955,6 +954,10 @@ fn build_request(
         _ => (None, None),
     };
     let url = prepared.url(rest, extra).map_err(|e| config_failure(e.to_string()))?;
+    let uri: hyper::Uri = url
+        .as_str()
+        .parse()
+        .map_err(|_| config_failure("the URL is not a valid request target".into()))?;
 
     let mut headers: HeaderMap = prepared.headers.clone();
     if !headers.contains_key(IDEMPOTENCY_KEY_HEADER) {
@@ -1016,29 +1019,39 @@ fn build_request(
         }
         _ => {}
     }
-    let mut builder = client.request(prepared.method.clone(), url).headers(headers);
-    if let Some(body) = body {
-        builder = builder.body(body);
+    if !headers.contains_key(reqwest::header::USER_AGENT) {
+        headers.insert(reqwest::header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
     }
-    builder.build().map_err(|e| config_failure(describe_reqwest_error(&e)))
+    let mut request = hyper::Request::new(http_body_util::Full::new(
+        body.map(bytes::Bytes::from).unwrap_or_default(),
+    ));
+    *request.method_mut() = prepared.method.clone();
+    *request.uri_mut() = uri;
+    *request.headers_mut() = headers;
+    Ok(request)
 }
 
 /// Send and classify (D2).
 async fn send(
-    client: &reqwest::Client,
-    request: reqwest::Request,
+    client: &DeliveryClient,
+    request: hyper::Request<http_body_util::Full<bytes::Bytes>>,
     call: &OutboundCall,
     redact: &[String],
     response_limit: Option<usize>,
 ) -> AttemptOutcome {
-    match client.execute(request).await {
+    match client.request(request).await {
         Ok(response) => classify_response(response, call, redact, response_limit).await,
-        Err(error) => classify_transport(&error),
+        Err(error) => classify_transport(&error, error.is_connect(), describe_client_error(&error)),
     }
 }
 
-fn classify_transport(error: &reqwest::Error) -> AttemptOutcome {
-    let message = describe_reqwest_error(error);
+/// Classify a failure below HTTP: `connect` says whether no connection was made, `message`
+/// is the error's sanitized description.
+fn classify_transport(
+    error: &(dyn std::error::Error + 'static),
+    connect: bool,
+    message: String,
+) -> AttemptOutcome {
     if let Some(egress) = find_source::<EgressError>(error) {
         let kind = match egress {
             EgressError::Resolve { .. } => FailureKind::Dns,
@@ -1053,9 +1066,6 @@ fn classify_transport(error: &reqwest::Error) -> AttemptOutcome {
     if find_source::<rustls::Error>(error).is_some() {
         return AttemptOutcome::Permanent(AttemptFailure::new(FailureKind::Tls, message));
     }
-    if error.is_timeout() {
-        return AttemptOutcome::Retryable(AttemptFailure::new(FailureKind::Timeout, message));
-    }
     let reset = find_source::<std::io::Error>(error).is_some_and(|io| {
         matches!(
             io.kind(),
@@ -1066,7 +1076,7 @@ fn classify_transport(error: &reqwest::Error) -> AttemptOutcome {
         )
     }) || find_source::<hyper::Error>(error)
         .is_some_and(|h| h.is_incomplete_message() || h.is_closed() || h.is_canceled());
-    if error.is_connect() && !reset {
+    if connect && !reset {
         return AttemptOutcome::Retryable(AttemptFailure::new(FailureKind::Connect, message));
     }
     if reset {
@@ -1076,7 +1086,7 @@ fn classify_transport(error: &reqwest::Error) -> AttemptOutcome {
 }
 
 async fn classify_response(
-    response: reqwest::Response,
+    response: hyper::Response<hyper::body::Incoming>,
     call: &OutboundCall,
     redact: &[String],
     response_limit: Option<usize>,
@@ -1117,10 +1127,11 @@ async fn classify_response(
     } else {
         ERROR_BODY_BYTES
     };
-    let body = match read_limited(response, limit).await {
+    let body = match read_limited(response.into_body(), limit).await {
         Ok((body, _)) => body,
         Err(error) => {
-            let mut outcome = classify_transport(&error);
+            let message = describe_chain("response body error", &error);
+            let mut outcome = classify_transport(&error, false, message);
             if let AttemptOutcome::Retryable(f) | AttemptOutcome::Permanent(f) = &mut outcome {
                 f.status = Some(status);
             }

@@ -263,18 +263,48 @@ pub(crate) struct GuardedResolver {
     pub(crate) policy: Arc<EgressPolicy>,
 }
 
+impl GuardedResolver {
+    /// The addresses `host` resolves to that the policy allows.
+    async fn allowed(
+        policy: Arc<EgressPolicy>,
+        host: String,
+    ) -> Result<Vec<SocketAddr>, EgressError> {
+        let found = tokio::net::lookup_host((host.as_str(), 0))
+            .await
+            .map_err(|e| EgressError::Resolve { host: host.clone(), reason: e.to_string() })?;
+        policy.filter(&host, found)
+    }
+}
+
+/// For reqwest's clients (token requests, lineage).
 impl reqwest::dns::Resolve for GuardedResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let policy = self.policy.clone();
-        let host = name.as_str().to_string();
+        let resolved = Self::allowed(self.policy.clone(), name.as_str().to_string());
         Box::pin(async move {
-            let found = tokio::net::lookup_host((host.as_str(), 0))
-                .await
-                .map_err(|e| EgressError::Resolve { host: host.clone(), reason: e.to_string() })?;
-            let allowed = policy.filter(&host, found)?;
-            let addrs: reqwest::dns::Addrs = Box::new(allowed.into_iter());
+            let addrs: reqwest::dns::Addrs = Box::new(resolved.await?.into_iter());
             Ok(addrs)
         })
+    }
+}
+
+/// For the delivery client's connector.
+impl tower::Service<hyper_util::client::legacy::connect::dns::Name> for GuardedResolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = EgressError;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, EgressError>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), EgressError>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: hyper_util::client::legacy::connect::dns::Name) -> Self::Future {
+        let resolved = Self::allowed(self.policy.clone(), name.as_str().to_string());
+        Box::pin(async move { resolved.await.map(Vec::into_iter) })
     }
 }
 

@@ -1,7 +1,8 @@
 //! How deliveries use connections: HTTP/2 when the target's TLS offers it, HTTP/1.1
 //! otherwise, one pooled connection reused by consecutive deliveries, and the worker's
-//! `User-Agent` and a per-delivery `Idempotency-Key` on every request. The targets are a
-//! hyper server over rustls (ALPN h2 and http/1.1) and a plain hyper server, on loopback.
+//! `User-Agent`, `Accept: */*` and a per-delivery `Idempotency-Key` on every request. The
+//! targets are a hyper server over rustls (ALPN h2 and http/1.1) and a plain hyper server,
+//! on loopback.
 
 mod support;
 #[path = "tls_support/mod.rs"]
@@ -20,6 +21,7 @@ struct Seen {
     version: hyper::Version,
     peer: SocketAddr,
     user_agent: String,
+    accept: String,
     idempotency_key: String,
 }
 
@@ -39,6 +41,7 @@ where
             version: request.version(),
             peer,
             user_agent: header("user-agent"),
+            accept: header("accept"),
             idempotency_key: header("idempotency-key"),
         });
         async {
@@ -125,7 +128,7 @@ fn assert_one_connection_and_headers(seen: &[Seen]) {
     assert_eq!(seen.len(), 3, "{seen:?}");
     assert!(seen.iter().all(|s| s.peer == seen[0].peer), "one pooled connection: {seen:?}");
     let agent = concat!("switchboard-worker/", env!("CARGO_PKG_VERSION"));
-    assert!(seen.iter().all(|s| s.user_agent == agent), "{seen:?}");
+    assert!(seen.iter().all(|s| s.user_agent == agent && s.accept == "*/*"), "{seen:?}");
     let keys: std::collections::BTreeSet<&str> =
         seen.iter().map(|s| s.idempotency_key.as_str()).collect();
     assert_eq!(keys.len(), 3, "one key per delivery: {seen:?}");

@@ -1019,8 +1019,12 @@ fn build_request(
         }
         _ => {}
     }
+    // What reqwest sent by default before deliveries left it; a method's headers win.
     if !headers.contains_key(reqwest::header::USER_AGENT) {
         headers.insert(reqwest::header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
+    }
+    if !headers.contains_key(reqwest::header::ACCEPT) {
+        headers.insert(reqwest::header::ACCEPT, HeaderValue::from_static("*/*"));
     }
     let mut request = hyper::Request::new(http_body_util::Full::new(
         body.map(bytes::Bytes::from).unwrap_or_default(),

@@ -46,7 +46,8 @@ impl Pki {
 }
 
 /// A TLS server requiring a client certificate from `pki`'s CA; records the common name
-/// of each client certificate it saw, one request per connection.
+/// of each client certificate it saw, with `@` and the SNI name when the client sent one,
+/// one request per connection.
 async fn mtls_server(
     pki: &Pki,
     server_names: &[&str],
@@ -82,13 +83,16 @@ async fn mtls_server(
             let recorded = recorded.clone();
             tokio::spawn(async move {
                 let Ok(mut tls) = acceptor.accept(tcp).await else { return };
-                let name = tls
-                    .get_ref()
-                    .1
+                let session = tls.get_ref().1;
+                let mut name = session
                     .peer_certificates()
                     .and_then(|certs| certs.first())
                     .map(common_name)
                     .unwrap_or_default();
+                // The name the client sent in SNI, if any (none for an address).
+                if let Some(sni) = session.server_name() {
+                    name = format!("{name}@{sni}");
+                }
                 if read_request(&mut tls).await.is_some() {
                     recorded.lock().unwrap().push(name);
                     let _ = tls
@@ -172,7 +176,8 @@ async fn a_server_name_override_verifies_a_certificate_for_another_name() {
     call.endpoint.server_name = Some("api.internal.example".into());
     let outcome = outbound.deliver(&call, &vars(&[]), "d").await;
     assert!(outcome.is_delivered(), "{outcome:?}");
-    assert_eq!(*seen.lock().unwrap(), vec!["client-a"]);
+    // The override is also what the server is asked for by SNI (the URL's host is an address).
+    assert_eq!(*seen.lock().unwrap(), vec!["client-a@api.internal.example"]);
 }
 
 #[tokio::test]

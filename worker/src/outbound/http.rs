@@ -37,6 +37,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 use http_body_util::BodyExt;
+use hyper_rustls::FixedServerNameResolver;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
@@ -204,7 +205,7 @@ impl HttpClients {
         let verifier = Arc::new(ServerVerifier {
             ca_file: profile.ca_file.clone(),
             client_certificate: client_certificate.clone(),
-            server_name,
+            server_name: server_name.clone(),
         });
         let builder = rustls::ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
@@ -225,13 +226,17 @@ impl HttpClients {
         connector.enforce_http(false);
         connector.set_nodelay(true);
         connector.set_keepalive(Some(Duration::from_secs(15)));
-        // hyper-rustls sets the ALPN protocols (h2, http/1.1) from what it enables.
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        // hyper-rustls sets the ALPN protocols (h2, http/1.1) from what it enables. A
+        // server-name override is also the name sent in SNI, as `spec.tls.serverName`
+        // promises (the URL's host may be an address, which SNI cannot carry).
+        let builder = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(config.clone())
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(connector);
+            .https_or_http();
+        let builder = match server_name {
+            Some(name) => builder.with_server_name_resolver(FixedServerNameResolver::new(name)),
+            None => builder,
+        };
+        let connector = builder.enable_http1().enable_http2().wrap_connector(connector);
         let delivery = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
             .pool_idle_timeout(POOL_IDLE)
             .pool_timer(TokioTimer::new())

@@ -15,29 +15,11 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 seconds="${1:-20}"
 mode="${2:-durable}"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+source "$here/common.sh"
 SINK=$(free_port) WORKER=$(free_port) ADMIN=$(free_port)
-
-need_apt() { command -v "$1" >/dev/null || { apt-get update -qq && apt-get install -y -qq "$2" >/dev/null; }; }
 need_apt valgrind valgrind
 need_apt wrk wrk
 need_apt nginx nginx
-if [ -n "${SWITCHBOARD_BIN:-}" ]; then
-  bin="$SWITCHBOARD_BIN"
-else
-  cargo build --quiet --release -p switchboard --manifest-path "$root/Cargo.toml"
-  bin="${CARGO_TARGET_DIR:-$root/target}/release/switchboard"
-fi
-
-work="$(mktemp -d)"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
-  sleep 0.5
-  rm -rf "$work"
-}
-trap cleanup EXIT
 
 mkdir -p "$work/nginx"
 cat > "$work/nginx.conf" <<NGINX
@@ -54,8 +36,6 @@ http {
 NGINX
 nginx -c "$work/nginx.conf" -p "$work/nginx"
 
-# The worker config of run.sh, so that both measure the same flow.
-eval "$(sed -n '/^worker_config() {/,/^}/p' "$here/run.sh")"
 worker_config "$mode" > "$work/worker.yaml"
 valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.out" \
   "$bin" worker --config "$work/worker.yaml" \

@@ -15,35 +15,14 @@ root="$(cd "$here/../.." && pwd)"
 seconds="${1:-20}"
 connections="${2:-64}"
 threads=2
-# Free loopback ports (another process on the machine may hold any fixed one).
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+source "$here/common.sh"
 SINK=$(free_port) PROXY=$(free_port) NODERED=$(free_port) WORKER=$(free_port) ADMIN=$(free_port)
-
-need_apt() { command -v "$1" >/dev/null || { apt-get update -qq && apt-get install -y -qq "$2" >/dev/null; }; }
 need_apt wrk wrk
 need_apt nginx nginx
 if [ ! -f "$here/.cache/node_modules/node-red/red.js" ]; then
   mkdir -p "$here/.cache"
   npm install --silent --no-audit --no-fund --prefix "$here/.cache" node-red@4 >/dev/null
 fi
-if [ -n "${SWITCHBOARD_BIN:-}" ]; then
-  bin="$SWITCHBOARD_BIN"
-else
-  cargo build --quiet --release -p switchboard --manifest-path "$root/Cargo.toml"
-  bin="${CARGO_TARGET_DIR:-$root/target}/release/switchboard"
-fi
-
-work="$(mktemp -d)"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
-  sleep 0.5
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-wait_port() { for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
 
 # nginx: the sink (204) and the proxy_pass ceiling, one master, two worker processes.
 mkdir -p "$work/nginx"
@@ -77,54 +56,6 @@ sed "s/SINK_PORT/$SINK/" "$here/flows.json" > "$work/nodered/flows.json"
 node "$here/.cache/node_modules/node-red/red.js" --port "$NODERED" --userDir "$work/nodered" \
   "$work/nodered/flows.json" >"$work/nodered.log" 2>&1 &
 pids+=($!)
-
-# The worker: webhook → CEL filter and field map → POST to the sink.
-worker_config() {
-  cat <<YAML
-apiVersion: worker.switchboard.dev/v1
-kind: WorkerConfig
-subject: {kind: Integration, namespace: bench, name: webhook-to-sink}
-owner: {team: bench, contact: bench@example.com}
-source:
-  type: webhook
-  path: /hook
-  auth: {type: none, toleranceSeconds: 300}
-  maxBodyBytes: 65536
-transform:
-  filter: "body.severity != 'debug'"
-  fieldMap:
-    id: body.id
-    title: "body.title + ' (' + body.host + ')'"
-targets:
-- name: sink
-  type: outboundMessage
-  endpoint:
-    name: sink
-    url: http://127.0.0.1:$SINK
-    protocol: rest
-    timeoutMs: 5000
-    retry: {maxAttempts: 3, initialBackoffMs: 50, maxBackoffMs: 1000}
-    circuitBreaker: {failureThreshold: 1000, openForMs: 1000}
-  method:
-    name: post
-    httpMethod: POST
-    path: /sink
-    contentType: application/json
-    body: '{"id": "\${id}", "title": "\${title}"}'
-    variables:
-    - {name: id, maxLength: 200}
-    - {name: title, maxLength: 1000}
-delivery:
-  mode: $1
-  retry: {maxAttempts: 3, initialBackoffMs: 50, maxBackoffMs: 1000}
-  deadLetterRetentionSeconds: 86400
-  deadLetterMaxEntries: 100000
-  concurrency: 128
-egress:
-  allowCidrs: [127.0.0.0/8]
-server: {inboundPort: $WORKER, adminPort: $ADMIN, dataDir: $work/data-$1, logLevel: warn}
-YAML
-}
 
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 hwm_kib() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }

@@ -78,27 +78,11 @@ async fn https_target(pki: &tls_support::Pki) -> (SocketAddr, Log) {
     .with_single_cert(certs, key)
     .unwrap();
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let log: Log = Arc::default();
-    let recorded = log.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, peer)) = listener.accept().await else { return };
-            let (acceptor, log) = (acceptor.clone(), recorded.clone());
-            tokio::spawn(async move {
-                if let Ok(tls) = acceptor.accept(tcp).await {
-                    serve(tls, peer, log);
-                }
-            });
-        }
-    });
-    (addr, log)
+    target(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await
 }
 
-/// A plain HTTP target.
-async fn http_target() -> (SocketAddr, Log) {
+/// A target on loopback, over TLS with `tls`, plain HTTP without.
+async fn target(tls: Option<tokio_rustls::TlsAcceptor>) -> (SocketAddr, Log) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let log: Log = Arc::default();
@@ -106,7 +90,17 @@ async fn http_target() -> (SocketAddr, Log) {
     tokio::spawn(async move {
         loop {
             let Ok((tcp, peer)) = listener.accept().await else { return };
-            serve(tcp, peer, recorded.clone());
+            let log = recorded.clone();
+            match tls.clone() {
+                None => serve(tcp, peer, log),
+                Some(acceptor) => {
+                    tokio::spawn(async move {
+                        if let Ok(stream) = acceptor.accept(tcp).await {
+                            serve(stream, peer, log);
+                        }
+                    });
+                }
+            }
         }
     });
     (addr, log)
@@ -147,7 +141,7 @@ async fn https_targets_offering_h2_get_http2_on_one_pooled_connection() {
 
 #[tokio::test]
 async fn plain_http_targets_get_http11_keep_alive() {
-    let (addr, log) = http_target().await;
+    let (addr, log) = target(None).await;
     let seen = deliver_three(&format!("http://127.0.0.1:{}", addr.port()), None, &log).await;
     assert!(seen.iter().all(|s| s.version == hyper::Version::HTTP_11), "{seen:?}");
     assert_one_connection_and_headers(&seen);

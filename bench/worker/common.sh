@@ -1,0 +1,77 @@
+# Shared by the worker's benchmark commands (sourced, not run): free ports, packages, the binary
+# under test, a work directory cleaned up on exit, and the flow they all measure
+# (`worker_config MODE`, which reads SINK, WORKER, ADMIN and work). Expects `root` (the
+# checkout) to be set; sets `bin`, `work` and `pids`.
+
+# Free loopback ports (another process on the machine may hold any fixed one).
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+need_apt() { command -v "$1" >/dev/null || { apt-get update -qq && apt-get install -y -qq "$2" >/dev/null; }; }
+
+wait_port() { for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
+
+# SWITCHBOARD_BIN=path runs that binary instead of building this checkout.
+if [ -n "${SWITCHBOARD_BIN:-}" ]; then
+  bin="$SWITCHBOARD_BIN"
+else
+  cargo build --quiet --release -p switchboard --manifest-path "$root/Cargo.toml"
+  bin="${CARGO_TARGET_DIR:-$root/target}/release/switchboard"
+fi
+
+work="$(mktemp -d)"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+  sleep 0.5
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# The worker: webhook → CEL filter and field map → POST to the sink.
+worker_config() {
+  cat <<YAML
+apiVersion: worker.switchboard.dev/v1
+kind: WorkerConfig
+subject: {kind: Integration, namespace: bench, name: webhook-to-sink}
+owner: {team: bench, contact: bench@example.com}
+source:
+  type: webhook
+  path: /hook
+  auth: {type: none, toleranceSeconds: 300}
+  maxBodyBytes: 65536
+transform:
+  filter: "body.severity != 'debug'"
+  fieldMap:
+    id: body.id
+    title: "body.title + ' (' + body.host + ')'"
+targets:
+- name: sink
+  type: outboundMessage
+  endpoint:
+    name: sink
+    url: http://127.0.0.1:$SINK
+    protocol: rest
+    timeoutMs: 5000
+    retry: {maxAttempts: 3, initialBackoffMs: 50, maxBackoffMs: 1000}
+    circuitBreaker: {failureThreshold: 1000, openForMs: 1000}
+  method:
+    name: post
+    httpMethod: POST
+    path: /sink
+    contentType: application/json
+    body: '{"id": "\${id}", "title": "\${title}"}'
+    variables:
+    - {name: id, maxLength: 200}
+    - {name: title, maxLength: 1000}
+delivery:
+  mode: $1
+  retry: {maxAttempts: 3, initialBackoffMs: 50, maxBackoffMs: 1000}
+  deadLetterRetentionSeconds: 86400
+  deadLetterMaxEntries: 100000
+  concurrency: 128
+egress:
+  allowCidrs: [127.0.0.0/8]
+server: {inboundPort: $WORKER, adminPort: $ADMIN, dataDir: $work/data-$1, logLevel: warn}
+YAML
+}

@@ -64,6 +64,14 @@ async fn timeouts_resets_and_closed_connections_are_retried() {
         assert_eq!(last.kind.category(), category, "{reply:?}: {last}");
         assert!(attempts.iter().all(|a| a.result == AttemptResult::Error(category)));
     }
+    // A body cut short after the status line: retried as a reset, and the message says what
+    // was being read and what hyper made of it.
+    let sink = Sink::start(vec![], Reply::CutBody).await;
+    let call = rest_call(&sink.url(), "/events");
+    let outcome = outbound(BTreeMap::new()).attempt(&call, &vars(&[]), "d-1", 1).await;
+    let AttemptOutcome::Retryable(failure) = outcome else { panic!("{outcome:?}") };
+    assert_eq!((failure.kind, failure.status), (FailureKind::Reset, Some(200)), "{failure}");
+    assert!(failure.message.starts_with("response body error: error reading a body"), "{failure}");
 }
 
 #[tokio::test(start_paused = true)]

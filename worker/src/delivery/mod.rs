@@ -1134,7 +1134,8 @@ async fn classify_response(
     let body = match read_limited(response.into_body(), limit).await {
         Ok((body, _)) => body,
         Err(error) => {
-            let message = describe_chain("response body error", &error);
+            // hyper's own message names no URL, unlike reqwest's: it is kept.
+            let message = describe_chain(&format!("response body error: {error}"), &error);
             let mut outcome = classify_transport(&error, false, message);
             if let AttemptOutcome::Retryable(f) | AttemptOutcome::Permanent(f) = &mut outcome {
                 f.status = Some(status);

@@ -276,7 +276,7 @@ impl GuardedResolver {
     }
 }
 
-/// For reqwest's clients (token requests, lineage).
+/// For the reqwest client of OAuth2 token requests.
 impl reqwest::dns::Resolve for GuardedResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let resolved = Self::allowed(self.policy.clone(), name.as_str().to_string());

@@ -32,6 +32,8 @@ pub enum Reply {
     Reset,
     /// Read the request and close the connection without answering.
     Close,
+    /// Answer 200 with a body shorter than its Content-Length, then close the connection.
+    CutBody,
 }
 
 impl Reply {
@@ -170,6 +172,11 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<SinkState>>) {
             drop(stream);
         }
         Reply::Close => {
+            let _ = stream.shutdown().await;
+        }
+        Reply::CutBody => {
+            let head = "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"partial\":";
+            let _ = stream.write_all(head.as_bytes()).await;
             let _ = stream.shutdown().await;
         }
     }

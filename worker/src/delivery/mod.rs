@@ -692,11 +692,8 @@ impl Outbound {
     /// delivery would (a cached, unexpired token is used; otherwise one is requested).
     pub async fn check_token(&self, name: &str, timeout: Duration) -> Result<(), TokenCheckError> {
         let credential = self.inner.credentials.get(name)?;
-        let client = self
-            .inner
-            .http
-            .client(&TlsProfile::default(), &self.inner.credentials)
-            .map_err(|e| TokenCheckError::Setup(e.to_string()))?;
+        let client =
+            self.inner.http.token_client().map_err(|e| TokenCheckError::Setup(e.to_string()))?;
         match tokio::time::timeout(timeout, credential.authorize(&client, self.inner.http.policy()))
             .await
         {
@@ -747,8 +744,8 @@ impl Outbound {
             client_certificate,
             server_name: endpoint.server_name.clone(),
         };
-        let clients = match self.inner.http.clients(&profile, &self.inner.credentials) {
-            Ok(clients) => clients,
+        let client = match self.inner.http.delivery(&profile, &self.inner.credentials) {
+            Ok(client) => client,
             Err(e) => return permanent(FailureKind::Config, e.to_string()),
         };
         if let Some(name) = &profile.client_certificate {
@@ -760,18 +757,8 @@ impl Outbound {
             }
         }
 
-        // Token requests go out with the system roots and no client certificate: the token
-        // endpoint is another host than the endpoint whose CA and certificate these are.
-        let token_client = if credential.as_ref().is_some_and(|c| c.oauth2().is_some()) {
-            match self.inner.http.client(&TlsProfile::default(), &self.inner.credentials) {
-                Ok(client) => client,
-                Err(e) => return permanent(FailureKind::Config, e.to_string()),
-            }
-        } else {
-            clients.reqwest.clone()
-        };
         let mut authorization = match &credential {
-            Some(credential) => match self.authorize(credential, &token_client, timeout).await {
+            Some(credential) => match self.authorize(credential, timeout).await {
                 Ok(a) => Some(a),
                 Err(failure) => return failure,
             },
@@ -802,7 +789,7 @@ impl Outbound {
             };
             let outcome = match tokio::time::timeout(
                 timeout,
-                send(&clients.delivery, request, call, &redact, response_limit),
+                send(&client, request, call, &redact, response_limit),
             )
             .await
             {
@@ -821,13 +808,7 @@ impl Outbound {
             {
                 cache.invalidate(token).await;
                 reauthorized = true;
-                match self
-                    .authorize(
-                        credential.as_ref().expect("oauth2 credential"),
-                        &token_client,
-                        timeout,
-                    )
-                    .await
+                match self.authorize(credential.as_ref().expect("oauth2 credential"), timeout).await
                 {
                     Ok(fresh) => {
                         authorization = Some(fresh);
@@ -848,13 +829,19 @@ impl Outbound {
         }
     }
 
+    /// What `credential` adds to an attempt; OAuth2 tokens come through the token client.
     async fn authorize(
         &self,
         credential: &crate::credentials::Credential,
-        client: &reqwest::Client,
         timeout: Duration,
     ) -> Result<Authorization, (AttemptOutcome, bool)> {
-        match tokio::time::timeout(timeout, credential.authorize(client, self.inner.http.policy()))
+        let client = self.inner.http.token_client().map_err(|e| {
+            (
+                AttemptOutcome::Permanent(AttemptFailure::new(FailureKind::Config, e.to_string())),
+                false,
+            )
+        })?;
+        match tokio::time::timeout(timeout, credential.authorize(&client, self.inner.http.policy()))
             .await
         {
             Ok(Ok(authorization)) => Ok(authorization),

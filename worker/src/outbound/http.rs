@@ -1,27 +1,28 @@
 //! HTTP clients for outbound calls: TLS, the SSRF guard, and bounded response reading.
 //!
-//! Two clients are kept per TLS profile (CA file, client certificate credential, server
-//! name), built from one rustls configuration:
+//! Two kinds of client, their rustls configurations made by one function (`tls_config`):
 //!
-//! - the **delivery client** ([`DeliveryClient`]): hyper's pooled client behind
-//!   hyper-rustls, used for every delivery attempt and health probe. It is the busiest code
-//!   of a worker, and reqwest's layers (its redirect service, request conversion and a second
-//!   parse of the URL for every response) cost about a quarter of the throughput of a
-//!   webhook-to-target hop on the benchmark machine;
-//! - a `reqwest::Client` for OAuth2 token requests, where its form and JSON helpers are
-//!   worth more than its cost.
+//! - a **delivery client** (`DeliveryClient`) per TLS profile (CA file, client certificate
+//!   credential, server name): hyper's pooled client behind hyper-rustls, used for every
+//!   delivery attempt and health probe. It is the busiest code of a worker, and reqwest's
+//!   layers (its redirect service, request conversion and a second parse of the URL for
+//!   every response) cost about a quarter of the throughput of a webhook-to-target hop on
+//!   the benchmark machine;
+//! - one `reqwest::Client` for OAuth2 token requests (the default profile: system roots, no
+//!   client certificate), where its form and JSON helpers are worth more than its cost.
 //!
-//! Both have:
+//! A profile's TLS:
 //!
 //! - rustls on the ring provider, with the public roots of the system, or the endpoint's CA
 //!   file and the mtls credential's CA (re-read at each new handshake, so CA rotation works);
-//! - an optional server-name override for certificate verification;
+//! - an optional server-name override, verified in the certificate and sent in SNI;
 //! - the client certificate of an mtls credential, resolved at each handshake
 //!   ([`crate::credentials::ClientCertificate`]), with TLS session resumption off so a new
-//!   connection really presents the current certificate;
-//! - the [`GuardedResolver`](super::egress) as their only resolver; no proxy; no redirects
-//!   (a 3xx is handed back to the caller, which refuses it); no automatic retries (the
-//!   delivery engine owns retries and counts every attempt); idle connections kept 60 s.
+//!   connection really presents the current certificate.
+//!
+//! Both kinds have the [`GuardedResolver`](super::egress) as their only resolver; no proxy;
+//! no redirects (a 3xx is handed back to the caller, which refuses it); no automatic retries
+//! (the delivery engine owns retries and counts every attempt); idle connections kept 60 s.
 //!
 //! Responses are read up to a limit and error bodies are reduced to a short, sanitized and
 //! redacted excerpt ([`sanitize_excerpt`]) before they go anywhere else.
@@ -113,25 +114,18 @@ pub(crate) type DeliveryClient = hyper_util::client::legacy::Client<
     http_body_util::Full<bytes::Bytes>,
 >;
 
-/// The two clients of one TLS profile (see the module docs).
-#[derive(Clone)]
-pub(crate) struct ProfileClients {
-    /// For deliveries and probes.
-    pub(crate) delivery: DeliveryClient,
-    /// For OAuth2 token requests.
-    pub(crate) reqwest: reqwest::Client,
-}
-
 /// The `User-Agent` of outbound requests.
 pub const USER_AGENT: &str = concat!("switchboard-worker/", env!("CARGO_PKG_VERSION"));
 
 /// How long an idle pooled connection is kept.
 const POOL_IDLE: Duration = Duration::from_secs(60);
 
-/// The HTTP clients of one worker, by TLS profile.
+/// The HTTP clients of one worker: a delivery client per TLS profile, and one client for
+/// OAuth2 token requests.
 pub struct HttpClients {
     policy: Arc<EgressPolicy>,
-    clients: Mutex<HashMap<TlsProfile, ProfileClients>>,
+    delivery: Mutex<HashMap<TlsProfile, DeliveryClient>>,
+    token: Mutex<Option<reqwest::Client>>,
 }
 
 impl std::fmt::Debug for HttpClients {
@@ -143,7 +137,7 @@ impl std::fmt::Debug for HttpClients {
 impl HttpClients {
     /// Clients that connect only where `policy` allows.
     pub fn new(policy: Arc<EgressPolicy>) -> HttpClients {
-        HttpClients { policy, clients: Mutex::new(HashMap::new()) }
+        HttpClients { policy, delivery: Mutex::default(), token: Mutex::default() }
     }
 
     /// The egress policy every client applies.
@@ -151,36 +145,16 @@ impl HttpClients {
         &self.policy
     }
 
-    /// The clients for `profile`, built on first use.
-    pub(crate) fn clients(
+    /// The delivery client for `profile`, built on first use.
+    pub(crate) fn delivery(
         &self,
         profile: &TlsProfile,
         credentials: &CredentialStore,
-    ) -> Result<ProfileClients, HttpError> {
-        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+    ) -> Result<DeliveryClient, HttpError> {
+        let mut clients = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(found) = clients.get(profile) {
             return Ok(found.clone());
         }
-        let built = self.build(profile, credentials)?;
-        clients.insert(profile.clone(), built.clone());
-        Ok(built)
-    }
-
-    /// The reqwest client for `profile` (OAuth2 token requests).
-    pub fn client(
-        &self,
-        profile: &TlsProfile,
-        credentials: &CredentialStore,
-    ) -> Result<reqwest::Client, HttpError> {
-        Ok(self.clients(profile, credentials)?.reqwest)
-    }
-
-    fn build(
-        &self,
-        profile: &TlsProfile,
-        credentials: &CredentialStore,
-    ) -> Result<ProfileClients, HttpError> {
-        let tls_error = |reason: String| HttpError::Tls { reason };
         let client_certificate = match &profile.client_certificate {
             Some(name) => {
                 let credential = credentials.get(name)?;
@@ -194,58 +168,43 @@ impl HttpClients {
             }
             None => None,
         };
-        let server_name = profile
-            .server_name
-            .as_ref()
-            .map(|name| {
-                ServerName::try_from(name.clone())
-                    .map_err(|_| tls_error(format!("server name {name:?} is not a DNS name or IP")))
-            })
-            .transpose()?;
-        let verifier = Arc::new(ServerVerifier {
-            ca_file: profile.ca_file.clone(),
-            client_certificate: client_certificate.clone(),
-            server_name: server_name.clone(),
-        });
-        let builder = rustls::ClientConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| tls_error(e.to_string()))?
-            .dangerous()
-            .with_custom_certificate_verifier(verifier);
-        let mut config = match client_certificate {
-            Some(resolver) => {
-                let mut config = builder.with_client_cert_resolver(resolver);
-                config.resumption = rustls::client::Resumption::disabled();
-                config
-            }
-            None => builder.with_no_client_auth(),
-        };
-        let resolver = GuardedResolver { policy: self.policy.clone() };
-
-        let mut connector = HttpConnector::new_with_resolver(resolver.clone());
+        let (config, server_name) = tls_config(profile, client_certificate)?;
+        let mut connector =
+            HttpConnector::new_with_resolver(GuardedResolver { policy: self.policy.clone() });
         connector.enforce_http(false);
         connector.set_nodelay(true);
         connector.set_keepalive(Some(Duration::from_secs(15)));
         // hyper-rustls sets the ALPN protocols (h2, http/1.1) from what it enables. A
         // server-name override is also the name sent in SNI, as `spec.tls.serverName`
         // promises (the URL's host may be an address, which SNI cannot carry).
-        let builder = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(config.clone())
-            .https_or_http();
+        let builder =
+            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config).https_or_http();
         let builder = match server_name {
             Some(name) => builder.with_server_name_resolver(FixedServerNameResolver::new(name)),
             None => builder,
         };
         let connector = builder.enable_http1().enable_http2().wrap_connector(connector);
-        let delivery = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
             .pool_idle_timeout(POOL_IDLE)
             .pool_timer(TokioTimer::new())
             .build(connector);
+        clients.insert(profile.clone(), client.clone());
+        Ok(client)
+    }
 
+    /// The client of OAuth2 token requests, built on first use: the system roots and no
+    /// client certificate, since the token endpoint is another host than the endpoints whose
+    /// CAs and certificates the delivery profiles carry.
+    pub fn token_client(&self) -> Result<reqwest::Client, HttpError> {
+        let mut token = self.token.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(client) = token.as_ref() {
+            return Ok(client.clone());
+        }
+        let (mut config, _) = tls_config(&TlsProfile::default(), None)?;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        let reqwest = reqwest::Client::builder()
+        let client = reqwest::Client::builder()
             .tls_backend_preconfigured(config)
-            .dns_resolver(resolver)
+            .dns_resolver(GuardedResolver { policy: self.policy.clone() })
             .redirect(reqwest::redirect::Policy::none())
             .retry(reqwest::retry::never())
             .no_proxy()
@@ -253,9 +212,46 @@ impl HttpClients {
             .pool_idle_timeout(POOL_IDLE)
             .user_agent(USER_AGENT)
             .build()
-            .map_err(|e| tls_error(describe_reqwest_error(&e)))?;
-        Ok(ProfileClients { delivery, reqwest })
+            .map_err(|e| HttpError::Tls { reason: describe_reqwest_error(&e) })?;
+        *token = Some(client.clone());
+        Ok(client)
     }
+}
+
+/// The rustls configuration of `profile` (no ALPN protocols set), and its server-name
+/// override.
+fn tls_config(
+    profile: &TlsProfile,
+    client_certificate: Option<Arc<ClientCertificate>>,
+) -> Result<(rustls::ClientConfig, Option<ServerName<'static>>), HttpError> {
+    let tls_error = |reason: String| HttpError::Tls { reason };
+    let server_name = profile
+        .server_name
+        .as_ref()
+        .map(|name| {
+            ServerName::try_from(name.clone())
+                .map_err(|_| tls_error(format!("server name {name:?} is not a DNS name or IP")))
+        })
+        .transpose()?;
+    let verifier = Arc::new(ServerVerifier {
+        ca_file: profile.ca_file.clone(),
+        client_certificate: client_certificate.clone(),
+        server_name: server_name.clone(),
+    });
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls_error(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    let config = match client_certificate {
+        Some(resolver) => {
+            let mut config = builder.with_client_cert_resolver(resolver);
+            config.resumption = rustls::client::Resumption::disabled();
+            config
+        }
+        None => builder.with_no_client_auth(),
+    };
+    Ok((config, server_name))
 }
 
 /// Verifies server certificates against the system roots or the configured CAs, read at

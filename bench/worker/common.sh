@@ -10,6 +10,26 @@ need_apt() { command -v "$1" >/dev/null || { apt-get update -qq && apt-get insta
 
 wait_port() { for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
 
+# nginx with WORKERS worker processes, serving the sink (204 on 127.0.0.1:$SINK/sink) and
+# whatever else the http block text EXTRA adds.
+start_nginx() {
+  mkdir -p "$work/nginx"
+  cat > "$work/nginx.conf" <<NGINX
+worker_processes $1;
+pid $work/nginx.pid;
+error_log $work/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx; proxy_temp_path $work/nginx;
+  fastcgi_temp_path $work/nginx; uwsgi_temp_path $work/nginx; scgi_temp_path $work/nginx;
+  server { listen 127.0.0.1:$SINK; location /sink { return 204; } }
+  ${2:-}
+}
+NGINX
+  nginx -c "$work/nginx.conf" -p "$work/nginx"
+}
+
 # SWITCHBOARD_BIN=path runs that binary instead of building this checkout.
 if [ -n "${SWITCHBOARD_BIN:-}" ]; then
   bin="$SWITCHBOARD_BIN"

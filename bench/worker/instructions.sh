@@ -21,20 +21,7 @@ need_apt valgrind valgrind
 need_apt wrk wrk
 need_apt nginx nginx
 
-mkdir -p "$work/nginx"
-cat > "$work/nginx.conf" <<NGINX
-worker_processes 1;
-pid $work/nginx.pid;
-error_log $work/nginx/error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path $work/nginx; proxy_temp_path $work/nginx;
-  fastcgi_temp_path $work/nginx; uwsgi_temp_path $work/nginx; scgi_temp_path $work/nginx;
-  server { listen 127.0.0.1:$SINK; location /sink { return 204; } }
-}
-NGINX
-nginx -c "$work/nginx.conf" -p "$work/nginx"
+start_nginx 1
 
 worker_config "$mode" > "$work/worker.yaml"
 valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.out" \

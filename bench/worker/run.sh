@@ -25,29 +25,16 @@ if [ ! -f "$here/.cache/node_modules/node-red/red.js" ]; then
 fi
 
 # nginx: the sink (204) and the proxy_pass ceiling, one master, two worker processes.
-mkdir -p "$work/nginx"
-cat > "$work/nginx.conf" <<NGINX
-worker_processes 2;
-pid $work/nginx.pid;
-error_log $work/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $work/nginx; proxy_temp_path $work/nginx;
-  fastcgi_temp_path $work/nginx; uwsgi_temp_path $work/nginx; scgi_temp_path $work/nginx;
+start_nginx 2 "
   upstream sink { server 127.0.0.1:$SINK; keepalive 128; }
-  server { listen 127.0.0.1:$SINK; location /sink { return 204; } }
   server {
     listen 127.0.0.1:$PROXY;
     location /hook {
       proxy_pass http://sink/sink;
       proxy_http_version 1.1;
-      proxy_set_header Connection "";
+      proxy_set_header Connection \"\";
     }
-  }
-}
-NGINX
-nginx -c "$work/nginx.conf" -p "$work/nginx"
+  }"
 wait_port "$SINK"; wait_port "$PROXY"
 
 # Node-RED with the equivalent flow.

@@ -155,7 +155,7 @@ async fn an_expiring_certificate_and_an_unreachable_token_endpoint_are_condition
     let ca = std::fs::read_to_string(pki.ca_file()).unwrap();
     let api = Receiver::start(200).await;
     let api_addr: SocketAddr = format!("127.0.0.1:{}", api.port).parse().unwrap();
-    let token = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let token = SocketAddr::from(([127, 0, 0, 1], support::cluster::free_port()));
     let am = Receiver::start(200).await;
 
     let binary = std::path::PathBuf::from(env!("CARGO_BIN_EXE_switchboard"));

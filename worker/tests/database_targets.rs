@@ -180,7 +180,7 @@ async fn postgres_tls_modes_and_failures_are_classified_without_the_password() {
     assert_no_canary(&format!("{err} {err:?}"));
 
     // Nobody listening: a connection failure, retryable.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let closed = free_port();
     let t = target(
         database(&connection("postgres", closed, "disable", None), &dir, true),
         "pg_tls",

@@ -8,9 +8,9 @@
 //! the subject), and the mailbox password (a canary) in no output.
 
 mod email_support;
-mod runtime_support;
 mod support;
 
+use email_support::runtime_support;
 use std::path::Path;
 
 use email_support::{Dovecot, Pki};

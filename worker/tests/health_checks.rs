@@ -6,9 +6,9 @@
 //! asserts on elapsed time.
 
 mod email_support;
-mod runtime_support;
 mod support;
 
+use email_support::runtime_support;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -116,7 +116,7 @@ fn find<'a>(statuses: &'a [HealthCheckStatus], name: &str) -> &'a HealthCheckSta
 #[tokio::test]
 async fn an_http_target_going_down_and_up_flips_its_check_and_never_its_circuit() {
     let server = controlled(404).await;
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let dead = SocketAddr::from(([127, 0, 0, 1], runtime_support::free_port()));
     let targets = format!(
         "{}{}",
         http_target("sink", &format!("http://{}/api", server.addr), ""),
@@ -382,7 +382,7 @@ async fn the_worker_reports_an_expiring_certificate_and_an_unreachable_token_end
     let pki = Pki::new();
     let (cert, key) = pki.server("billing", 3);
     let billing = https_server(&cert, &key).await;
-    let refused = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let refused = SocketAddr::from(([127, 0, 0, 1], runtime_support::free_port()));
     let dir = tempfile::tempdir().unwrap();
     let creds = dir.path().join("billing-oauth");
     std::fs::create_dir(&creds).unwrap();

@@ -114,7 +114,7 @@ async fn a_failing_run_emits_start_then_fail_with_the_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_lineage_endpoint_does_not_fail_the_run() {
     let (peer, _) = peer().await;
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let closed = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
     let data = tempfile::tempdir().unwrap();
     let run =
         run_once(&config(peer, "people.json", &format!("http://{closed}/lineage")), data.path());

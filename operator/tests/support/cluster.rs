@@ -198,10 +198,9 @@ fn without_kind(yaml: &str, kind: &str) -> String {
         .join("\n---\n")
 }
 
-/// A free TCP port on loopback.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+#[path = "../../../worker/tests/ports_support/mod.rs"]
+mod ports_support;
+pub use ports_support::free_port;
 
 /// An operator process; killed on drop.
 pub struct OperatorProcess {

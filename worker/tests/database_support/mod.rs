@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 // the runtime tests, and the servers' certificates come from the shared test PKI.
 #[path = "../runtime_support/mod.rs"]
 pub mod runtime_support;
-pub use runtime_support::switchboard_bin;
+pub use runtime_support::{free_port, switchboard_bin};
 #[path = "../tls_support/mod.rs"]
 mod tls_support;
 
@@ -57,10 +57,6 @@ impl Server {
         );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn uid_gid(user: &str) -> (u32, u32) {

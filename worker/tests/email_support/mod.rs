@@ -23,6 +23,9 @@ use tokio::net::TcpStream;
 #[path = "../tls_support/mod.rs"]
 pub mod tls_support;
 pub use tls_support::Pki;
+#[path = "../runtime_support/mod.rs"]
+pub mod runtime_support;
+use runtime_support::free_port;
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {
@@ -46,10 +49,6 @@ pub fn peers_python() -> PathBuf {
         python.display()
     );
     python
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn id(args: &[&str]) -> String {

@@ -3,6 +3,10 @@
 //! implementation), raw HTTP. (`support` is the outbound tests' own.)
 #![allow(dead_code)]
 
+#[path = "../ports_support/mod.rs"]
+mod ports_support;
+pub use ports_support::free_port;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -224,11 +228,6 @@ pub async fn start_sink() -> (SocketAddr, Arc<SinkState>) {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (addr, state)
-}
-
-/// A free loopback port (bound then released).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// An outbound target posting `{"id": ..., "title": ...}` to the sink.

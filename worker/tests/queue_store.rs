@@ -108,6 +108,21 @@ async fn concurrent_enqueues_share_commits_and_survive_a_reopen() {
         (n as u64, 10, 10, n as u64 - 10)
     );
     assert!(queue.seen("s999").unwrap());
+    // Counters the inbound side keeps (requests received, refused) ride on the next commit,
+    // whatever it carries; a commit writes only the counters that changed.
+    queue.counters().received.fetch_add(7, Ordering::Relaxed);
+    queue.counters().rejected.fetch_add(2, Ordering::Relaxed);
+    let (seq, _) = queue.pending_after(0, 1).unwrap().remove(0);
+    queue.complete(seq, Completion::Filtered, 0).unwrap();
+    queue.close().await.unwrap();
+    drop(queue);
+    let queue = Queue::open(dir.path(), QueueSettings::default()).unwrap();
+    let snap = queue.counters().snapshot();
+    assert_eq!(
+        (snap.received, snap.rejected, snap.accepted, snap.delivered, snap.filtered),
+        (7, 2, n as u64, 10, 1)
+    );
+    assert_eq!(snap.queue_depth, n as u64 - 11);
     // A closed queue refuses work instead of losing it silently.
     queue.close().await.unwrap();
     assert!(matches!(queue.enqueue(event("late", None)).await, Err(QueueError::Closed)));

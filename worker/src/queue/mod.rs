@@ -228,14 +228,14 @@ impl StoreCounters {
         counter_fields!(snap)
     }
 
-    fn persist(&self, table: &mut redb::Table<&str, u64>) -> Result<(), redb::StorageError> {
-        macro_rules! save {
+    /// The persisted counters by their keys in the store.
+    fn values(&self) -> PersistedCounters {
+        macro_rules! values {
             ($($f:ident),*) => {
-                $( table.insert(stringify!($f), self.$f.load(Ordering::Relaxed))?; )*
+                [$( (stringify!($f), self.$f.load(Ordering::Relaxed)), )*]
             };
         }
-        counter_fields!(save);
-        Ok(())
+        counter_fields!(values)
     }
 
     fn restore(
@@ -251,6 +251,9 @@ impl StoreCounters {
         Ok(())
     }
 }
+
+/// [`StoreCounters`] as stored: key and value of each.
+type PersistedCounters = [(&'static str, u64); 10];
 
 /// How a delivery ended, for [`Queue::complete`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -422,6 +425,7 @@ impl Queue {
             counters: counters.clone(),
             notify: notify.clone(),
             settings: settings.clone(),
+            persisted: std::cell::Cell::new(counters.values()),
         };
         let writer = std::thread::Builder::new()
             .name("queue-writer".into())
@@ -666,6 +670,9 @@ struct Writer {
     counters: Arc<StoreCounters>,
     notify: Arc<Notify>,
     settings: QueueSettings,
+    /// The counters as the last commit left them in the store: a commit writes only those
+    /// that changed since.
+    persisted: std::cell::Cell<PersistedCounters>,
 }
 
 /// What to tell each caller once the batch is committed.
@@ -752,66 +759,42 @@ impl Writer {
         let mut answers = Vec::with_capacity(ops.len());
         let mut deltas = Deltas::default();
         let mut announce = false;
-        let result = (|| -> Result<(), String> {
-            let mut txn = self.db.begin_write().map_err(|e| e.to_string())?;
-            txn.set_durability(if durable { Durability::Immediate } else { Durability::None })
-                .map_err(|e| e.to_string())?;
+        let mut persisted = None;
+        let result = (|| -> Result<(), redb::Error> {
+            let mut txn = self.db.begin_write()?;
+            txn.set_durability(if durable { Durability::Immediate } else { Durability::None })?;
             {
-                let mut events = txn.open_table(EVENTS).map_err(|e| e.to_string())?;
-                let mut dedup = txn.open_table(DEDUP).map_err(|e| e.to_string())?;
-                let mut dedup_ttl = txn.open_table(DEDUP_TTL).map_err(|e| e.to_string())?;
-                let mut dead = txn.open_table(DEAD).map_err(|e| e.to_string())?;
-                let mut dead_index = txn.open_table(DEAD_INDEX).map_err(|e| e.to_string())?;
-                let mut meta = txn.open_table(META).map_err(|e| e.to_string())?;
-                let mut next_seq = meta
-                    .get("next_seq")
-                    .map_err(|e| e.to_string())?
-                    .map(|v| v.value())
-                    .unwrap_or(1);
-                let mut next_dead = meta
-                    .get("next_dead")
-                    .map_err(|e| e.to_string())?
-                    .map(|v| v.value())
-                    .unwrap_or(1);
-                let mut tables = Tables {
-                    events: &mut events,
-                    dedup: &mut dedup,
-                    dedup_ttl: &mut dedup_ttl,
-                    dead: &mut dead,
-                    dead_index: &mut dead_index,
-                    next_seq: &mut next_seq,
-                    next_dead: &mut next_dead,
-                };
+                let mut tables = Tables::new(&txn);
                 for op in ops {
                     if let Op::Enqueue { announce: true, .. } | Op::Replay { .. } = op {
                         announce = true;
                     }
-                    if let Some(answer) =
-                        self.apply(op, &mut tables, &mut deltas).map_err(|e| e.to_string())?
-                    {
+                    if let Some(answer) = self.apply(op, &mut tables, &mut deltas)? {
                         answers.push(answer);
                     }
                 }
-                self.enforce_dead_letter_limit(&mut tables, &mut deltas)
-                    .map_err(|e| e.to_string())?;
-                meta.insert("next_seq", next_seq).map_err(|e| e.to_string())?;
-                meta.insert("next_dead", next_dead).map_err(|e| e.to_string())?;
-                let mut counters = txn.open_table(COUNTERS).map_err(|e| e.to_string())?;
+                self.enforce_dead_letter_limit(&mut tables, &mut deltas)?;
+                tables.save_seqs()?;
                 // Persist the counters as they will be after this batch.
                 self.apply_deltas(&deltas);
-                let persisted = self.counters.persist(&mut counters).map_err(|e| e.to_string());
-                if let Err(e) = persisted {
+                let counters = self.counters.values();
+                let saved = self.save_counters(&txn, &counters);
+                if let Err(e) = saved {
                     self.revert_deltas(&deltas);
                     return Err(e);
                 }
+                persisted = Some(counters);
             }
             txn.commit().map_err(|e| {
                 self.revert_deltas(&deltas);
-                e.to_string()
+                e.into()
             })
         })();
         match result {
             Ok(()) => {
+                if let Some(counters) = persisted {
+                    self.persisted.set(counters);
+                }
                 self.counters.commits.fetch_add(1, Ordering::Relaxed);
                 self.counters.committed_ops.fetch_add(op_count, Ordering::Relaxed);
                 for a in answers {
@@ -821,13 +804,31 @@ impl Writer {
                     self.notify.notify_one();
                 }
             }
-            Err(message) => {
+            Err(e) => {
+                let message = e.to_string();
                 tracing::error!(store = %self.path.display(), error = %message, "queue commit failed");
                 for a in answers {
                     a.fail(&self.path, &message);
                 }
             }
         }
+    }
+
+    /// Write the counters that differ from what the store holds (most batches change two or
+    /// three of them); the counters table is not even opened when none does.
+    fn save_counters(
+        &self,
+        txn: &redb::WriteTransaction,
+        counters: &PersistedCounters,
+    ) -> Result<(), redb::Error> {
+        let before = self.persisted.get();
+        let mut changed = counters.iter().zip(before.iter()).filter(|(now, then)| now != then);
+        let Some(first) = changed.next() else { return Ok(()) };
+        let mut table = txn.open_table(COUNTERS)?;
+        for ((key, value), _) in std::iter::once(first).chain(changed) {
+            table.insert(*key, *value)?;
+        }
+        Ok(())
     }
 
     fn apply_deltas(&self, d: &Deltas) {
@@ -871,14 +872,13 @@ impl Writer {
     fn apply(
         &self,
         op: Op,
-        t: &mut Tables<'_, '_>,
+        t: &mut Tables<'_>,
         d: &mut Deltas,
-    ) -> Result<Option<Answer>, redb::StorageError> {
+    ) -> Result<Option<Answer>, redb::Error> {
         Ok(match op {
             Op::Enqueue { record, source_id, dedup_until, reply, .. } => {
-                let seq = *t.next_seq;
-                *t.next_seq += 1;
-                t.events.insert(seq, record.as_slice())?;
+                let seq = t.next_seq()?;
+                t.events()?.insert(seq, record.as_slice())?;
                 if let (Some(id), Some(until)) = (source_id.as_deref(), dedup_until) {
                     remember(t, id, until)?;
                 }
@@ -891,13 +891,13 @@ impl Writer {
                 None
             }
             Op::Update { seq, event } => {
-                if t.events.get(seq)?.is_some() {
-                    t.events.insert(seq, encode_event(&event).as_slice())?;
+                if t.events()?.get(seq)?.is_some() {
+                    t.events()?.insert(seq, encode_event(&event).as_slice())?;
                 }
                 None
             }
             Op::Complete { seq, how, retries, reply } => {
-                let removed = seq == 0 || t.events.remove(seq)?.is_some();
+                let removed = seq == 0 || t.events()?.remove(seq)?.is_some();
                 if removed {
                     match how {
                         Completion::Delivered => d.delivered += 1,
@@ -914,18 +914,17 @@ impl Writer {
             }
             Op::DeadLetter { seq, dead, retries, reply } => {
                 if let Some(seq) = seq
-                    && t.events.remove(seq)?.is_some()
+                    && t.events()?.remove(seq)?.is_some()
                 {
                     d.depth_sub += 1;
                 } else if seq.is_none() {
                     d.accepted += 1;
                 }
-                let key = *t.next_dead;
-                *t.next_dead += 1;
-                if let Some(old) = t.dead_index.insert(dead.id.as_str(), key)? {
+                let key = t.next_dead()?;
+                let old = t.dead_index()?.insert(dead.id.as_str(), key)?.map(|old| old.value());
+                if let Some(old) = old {
                     // The same event dead-lettered again (after a replay): keep the newest.
-                    let old = old.value();
-                    if let Some(prev) = t.dead.remove(old)?
+                    if let Some(prev) = t.dead()?.remove(old)?
                         && decode_dead_letter(prev.value())
                             .map(|p| p.state == "pending")
                             .unwrap_or(false)
@@ -933,17 +932,17 @@ impl Writer {
                         d.pending_sub += 1;
                     }
                 }
-                t.dead.insert(key, encode_dead_letter(&dead).as_slice())?;
+                t.dead()?.insert(key, encode_dead_letter(&dead).as_slice())?;
                 d.dead_lettered += 1;
                 d.pending_add += 1;
                 d.retried += retries;
                 Some(Answer::Unit(reply, Ok(())))
             }
             Op::Replay { id, by, now, reply } => {
-                let Some(key) = t.dead_index.get(id.as_str())?.map(|v| v.value()) else {
+                let Some(key) = t.dead_index()?.get(id.as_str())?.map(|v| v.value()) else {
                     return Ok(Some(Answer::Text(reply, Err(QueueError::NotFound(id)))));
                 };
-                let Some(bytes) = t.dead.get(key)?.map(|v| v.value().to_vec()) else {
+                let Some(bytes) = t.dead()?.get(key)?.map(|v| v.value().to_vec()) else {
                     return Ok(Some(Answer::Text(reply, Err(QueueError::NotFound(id)))));
                 };
                 let mut dead = match decode_dead_letter(&bytes) {
@@ -963,10 +962,9 @@ impl Writer {
                 event.replays.push(record.clone());
                 dead.state = "replayed".into();
                 dead.event.replays.push(record);
-                t.dead.insert(key, encode_dead_letter(&dead).as_slice())?;
-                let seq = *t.next_seq;
-                *t.next_seq += 1;
-                t.events.insert(seq, encode_event(&event).as_slice())?;
+                t.dead()?.insert(key, encode_dead_letter(&dead).as_slice())?;
+                let seq = t.next_seq()?;
+                t.events()?.insert(seq, encode_event(&event).as_slice())?;
                 d.depth_add += 1;
                 d.pending_sub += 1;
                 d.replayed += 1;
@@ -980,41 +978,36 @@ impl Writer {
         })
     }
 
-    fn prune(
-        &self,
-        t: &mut Tables<'_, '_>,
-        now_ms: u64,
-        d: &mut Deltas,
-    ) -> Result<(), redb::StorageError> {
+    fn prune(&self, t: &mut Tables<'_>, now_ms: u64, d: &mut Deltas) -> Result<(), redb::Error> {
         let expired: Vec<(u64, String)> = t
-            .dedup_ttl
+            .dedup_ttl()?
             .range(..(now_ms, ""))?
             .map(|row| row.map(|(k, _)| (k.value().0, k.value().1.to_string())))
             .collect::<Result<_, _>>()?;
         for (until, id) in expired {
-            t.dedup_ttl.remove((until, id.as_str()))?;
-            if t.dedup.get(id.as_str())?.map(|v| v.value()) == Some(until) {
-                t.dedup.remove(id.as_str())?;
+            t.dedup_ttl()?.remove((until, id.as_str()))?;
+            if t.dedup()?.get(id.as_str())?.map(|v| v.value()) == Some(until) {
+                t.dedup()?.remove(id.as_str())?;
             }
         }
         // Bound the number of remembered ids: drop the soonest to expire.
-        let len = t.dedup_ttl.len()?;
+        let len = t.dedup_ttl()?.len()?;
         if len > self.settings.dedup_max_entries {
             let excess = (len - self.settings.dedup_max_entries) as usize;
             let oldest: Vec<(u64, String)> = t
-                .dedup_ttl
+                .dedup_ttl()?
                 .iter()?
                 .take(excess)
                 .map(|row| row.map(|(k, _)| (k.value().0, k.value().1.to_string())))
                 .collect::<Result<_, _>>()?;
             for (until, id) in oldest {
-                t.dedup_ttl.remove((until, id.as_str()))?;
-                t.dedup.remove(id.as_str())?;
+                t.dedup_ttl()?.remove((until, id.as_str()))?;
+                t.dedup()?.remove(id.as_str())?;
             }
         }
         let cutoff = now_ms.saturating_sub(self.settings.dead_letter_retention_ms);
         let mut old = Vec::new();
-        for row in t.dead.iter()? {
+        for row in t.dead()?.iter()? {
             let (k, v) = row?;
             match decode_dead_letter(v.value()) {
                 Ok(dead)
@@ -1028,9 +1021,9 @@ impl Writer {
             }
         }
         for (key, id, pending) in old {
-            t.dead.remove(key)?;
+            t.dead()?.remove(key)?;
             if !id.is_empty() {
-                t.dead_index.remove(id.as_str())?;
+                t.dead_index()?.remove(id.as_str())?;
             }
             if pending {
                 d.pending_sub += 1;
@@ -1042,24 +1035,28 @@ impl Writer {
 
     fn enforce_dead_letter_limit(
         &self,
-        t: &mut Tables<'_, '_>,
+        t: &mut Tables<'_>,
         d: &mut Deltas,
-    ) -> Result<(), redb::StorageError> {
-        let len = t.dead.len()?;
+    ) -> Result<(), redb::Error> {
+        // Only a batch that wrote dead letters (or pruned them) has the table open.
+        if t.dead.is_none() {
+            return Ok(());
+        }
+        let len = t.dead()?.len()?;
         if len <= self.settings.dead_letter_max_entries {
             return Ok(());
         }
         let excess = (len - self.settings.dead_letter_max_entries) as usize;
         let oldest: Vec<(u64, Option<DeadLetter>)> = t
-            .dead
+            .dead()?
             .iter()?
             .take(excess)
             .map(|row| row.map(|(k, v)| (k.value(), decode_dead_letter(v.value()).ok())))
             .collect::<Result<_, _>>()?;
         for (key, dead) in oldest {
-            t.dead.remove(key)?;
+            t.dead()?.remove(key)?;
             if let Some(dead) = dead {
-                t.dead_index.remove(dead.id.as_str())?;
+                t.dead_index()?.remove(dead.id.as_str())?;
                 if dead.state == "pending" {
                     d.pending_sub += 1;
                 }
@@ -1071,22 +1068,106 @@ impl Writer {
     }
 }
 
-struct Tables<'a, 't> {
-    events: &'a mut redb::Table<'t, u64, &'static [u8]>,
-    dedup: &'a mut redb::Table<'t, &'static str, u64>,
-    dedup_ttl: &'a mut redb::Table<'t, (u64, &'static str), ()>,
-    dead: &'a mut redb::Table<'t, u64, &'static [u8]>,
-    dead_index: &'a mut redb::Table<'t, &'static str, u64>,
-    next_seq: &'a mut u64,
-    next_dead: &'a mut u64,
+/// The store's tables in one write transaction, each opened the first time an operation of
+/// the batch needs it. Opening a table is a lookup in redb's table tree, and every table
+/// opened is looked up again at commit; a batch of enqueues and completions needs only the
+/// events, the sequence numbers and the counters.
+struct Tables<'t> {
+    txn: &'t redb::WriteTransaction,
+    events: Option<redb::Table<'t, u64, &'static [u8]>>,
+    dedup: Option<redb::Table<'t, &'static str, u64>>,
+    dedup_ttl: Option<redb::Table<'t, (u64, &'static str), ()>>,
+    dead: Option<redb::Table<'t, u64, &'static [u8]>>,
+    dead_index: Option<redb::Table<'t, &'static str, u64>>,
+    /// The next event and dead-letter keys, read from META when first needed.
+    seqs: Option<Seqs>,
 }
 
-fn remember(t: &mut Tables<'_, '_>, id: &str, until: u64) -> Result<(), redb::StorageError> {
-    if let Some(prev) = t.dedup.insert(id, until)? {
-        let prev = prev.value();
-        t.dedup_ttl.remove((prev, id))?;
+/// The next keys of the events and dead-letter tables.
+struct Seqs {
+    next_seq: u64,
+    next_dead: u64,
+    changed: bool,
+}
+
+macro_rules! lazy_table {
+    ($name:ident, $definition:expr, $k:ty, $v:ty) => {
+        fn $name(&mut self) -> Result<&mut redb::Table<'t, $k, $v>, redb::Error> {
+            if self.$name.is_none() {
+                self.$name = Some(self.txn.open_table($definition)?);
+            }
+            Ok(self.$name.as_mut().expect("opened above"))
+        }
+    };
+}
+
+impl<'t> Tables<'t> {
+    fn new(txn: &'t redb::WriteTransaction) -> Self {
+        Tables {
+            txn,
+            events: None,
+            dedup: None,
+            dedup_ttl: None,
+            dead: None,
+            dead_index: None,
+            seqs: None,
+        }
     }
-    t.dedup_ttl.insert((until, id), ())?;
+
+    lazy_table!(events, EVENTS, u64, &'static [u8]);
+    lazy_table!(dedup, DEDUP, &'static str, u64);
+    lazy_table!(dedup_ttl, DEDUP_TTL, (u64, &'static str), ());
+    lazy_table!(dead, DEAD, u64, &'static [u8]);
+    lazy_table!(dead_index, DEAD_INDEX, &'static str, u64);
+
+    fn seqs(&mut self) -> Result<&mut Seqs, redb::Error> {
+        if self.seqs.is_none() {
+            let meta = self.txn.open_table(META)?;
+            let read = |key| -> Result<u64, redb::Error> {
+                Ok(meta.get(key)?.map(|v| v.value()).unwrap_or(1))
+            };
+            self.seqs = Some(Seqs {
+                next_seq: read("next_seq")?,
+                next_dead: read("next_dead")?,
+                changed: false,
+            });
+        }
+        Ok(self.seqs.as_mut().expect("read above"))
+    }
+
+    /// Take the next event key.
+    fn next_seq(&mut self) -> Result<u64, redb::Error> {
+        let seqs = self.seqs()?;
+        seqs.changed = true;
+        seqs.next_seq += 1;
+        Ok(seqs.next_seq - 1)
+    }
+
+    /// Take the next dead-letter key.
+    fn next_dead(&mut self) -> Result<u64, redb::Error> {
+        let seqs = self.seqs()?;
+        seqs.changed = true;
+        seqs.next_dead += 1;
+        Ok(seqs.next_dead - 1)
+    }
+
+    /// Store the next keys if the batch took any.
+    fn save_seqs(&mut self) -> Result<(), redb::Error> {
+        if let Some(Seqs { next_seq, next_dead, changed: true }) = self.seqs {
+            let mut meta = self.txn.open_table(META)?;
+            meta.insert("next_seq", next_seq)?;
+            meta.insert("next_dead", next_dead)?;
+        }
+        Ok(())
+    }
+}
+
+fn remember(t: &mut Tables<'_>, id: &str, until: u64) -> Result<(), redb::Error> {
+    let prev = t.dedup()?.insert(id, until)?.map(|prev| prev.value());
+    if let Some(prev) = prev {
+        t.dedup_ttl()?.remove((prev, id))?;
+    }
+    t.dedup_ttl()?.insert((until, id), ())?;
     Ok(())
 }
 

@@ -22,6 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use cel::common::ast::{EntryExpr, Expr, IdedExpr};
+use cel::objects::{Key, Map};
 use cel::{Context, Program, Value};
 
 use crate::config::TransformConfig;
@@ -287,16 +288,15 @@ fn measure(expr: &IdedExpr) -> (usize, u32) {
 /// The variables an expression sees, converted once per event.
 #[derive(Clone, Debug, Default)]
 pub struct CelInput {
-    variables: Vec<(String, Value)>,
+    variables: Vec<(&'static str, Value)>,
     widest: usize,
 }
 
 impl CelInput {
     /// Build from named JSON values (`body`, `headers`, `query`, `params`, `event`).
-    pub fn new(values: &[(&str, &serde_json::Value)]) -> CelInput {
+    pub fn new(values: &[(&'static str, &serde_json::Value)]) -> CelInput {
         let mut widest = 0;
-        let variables =
-            values.iter().map(|(name, v)| (name.to_string(), to_cel(v, &mut widest))).collect();
+        let variables = values.iter().map(|(name, v)| (*name, to_cel(v, &mut widest))).collect();
         CelInput { variables, widest }
     }
 
@@ -312,7 +312,7 @@ impl CelInput {
         BASE_CONTEXT.with(|base| {
             let mut ctx = base.new_inner_scope();
             for (name, value) in &self.variables {
-                ctx.add_variable_from_value(name.as_str(), value.clone());
+                ctx.add_variable_from_value(*name, value.clone());
             }
             f(&ctx)
         })
@@ -342,9 +342,13 @@ fn to_cel(v: &serde_json::Value, widest: &mut usize) -> Value {
         }
         serde_json::Value::Object(fields) => {
             *widest = (*widest).max(fields.len());
-            let map: HashMap<String, Value> =
-                fields.iter().map(|(k, v)| (k.clone(), to_cel(v, widest))).collect();
-            Value::Map(map.into())
+            // Built with CEL's own keys: a `HashMap<String, Value>` turned into a CEL map is
+            // hashed and allocated a second time.
+            let map: HashMap<Key, Value> = fields
+                .iter()
+                .map(|(k, v)| (Key::String(Arc::new(k.clone())), to_cel(v, widest)))
+                .collect();
+            Value::Map(Map { map: Arc::new(map) })
         }
     }
 }

@@ -11,8 +11,8 @@
 //!
 //! Several signatures in one header are allowed (key rotation on the sender's side); one match
 //! is enough. Every comparison is constant-time ([`subtle`]). Timestamped schemes refuse
-//! requests outside `± tolerance`; replay of a fresh request is caught by id in
-//! [`super::replay`]. The parsers here are what `worker/fuzz` exercises: they take any bytes
+//! requests outside `± tolerance`; replay of a fresh request is caught by its sender id, which
+//! the queue remembers ([`super::EventSink::seen`]). The parsers here are what `worker/fuzz` exercises: they take any bytes
 //! and either return a typed value or a [`SignatureError`], never panic.
 
 use base64::Engine as _;

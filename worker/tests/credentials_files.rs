@@ -11,6 +11,7 @@ use base64::Engine as _;
 use support::{Reply, Sink, credential, outbound, rest_call, retry, vars, write_secret};
 use switchboard_worker::config::{ApiKeyConfig, CredentialConfig, SecretRole};
 use switchboard_worker::delivery::{DeliveryOutcome, FailureKind};
+use switchboard_worker::outbound::http::HttpClients;
 
 const CANARY: &str = "CANARY-s3cr3t-9d7e2b41";
 
@@ -94,10 +95,7 @@ async fn echoed_secrets_are_redacted_from_outcomes() {
         format!("{:?}", outbound.credentials()),
         format!("{credential:?}"),
         format!("{:?}", credential.text(SecretRole::Token).unwrap()),
-        format!(
-            "{:?}",
-            credential.authorize(&reqwest::Client::new(), &Default::default()).await.unwrap()
-        ),
+        format!("{:?}", credential.authorize(&HttpClients::new(Default::default())).await.unwrap()),
     ]);
 }
 

@@ -36,7 +36,7 @@ use reqwest::header::{HeaderName, HeaderValue};
 use secrecy::{ExposeSecret, SecretSlice, SecretString};
 
 use crate::config::{CredentialConfig, SecretRole};
-use crate::outbound::egress::EgressPolicy;
+use crate::outbound::http::HttpClients;
 pub use hmac::HmacScheme;
 pub use mtls::ClientCertificate;
 pub use oauth2::{AccessToken, TokenCache};
@@ -125,6 +125,9 @@ pub enum CredentialError {
         /// What happened (the OAuth2 error code when the server gave one).
         reason: String,
     },
+    /// The HTTP client for token requests cannot be built.
+    #[error("{0}")]
+    TokenClient(String),
 }
 
 impl CredentialError {
@@ -428,12 +431,8 @@ impl Credential {
     }
 
     /// What this credential adds to the next request. For OAuth2 this may request a token
-    /// with `http` (single-flight, cached).
-    pub async fn authorize(
-        &self,
-        http: &reqwest::Client,
-        egress: &EgressPolicy,
-    ) -> Result<Authorization, CredentialError> {
+    /// through `http`'s token client (single-flight, cached); no other kind needs a client.
+    pub async fn authorize(&self, http: &HttpClients) -> Result<Authorization, CredentialError> {
         match &self.kind {
             Kind::Basic { .. } => {
                 use base64::Engine as _;
@@ -488,7 +487,11 @@ impl Credential {
                     ApiKeyPlacement::Path => Authorization::UrlRest(key),
                 })
             }
-            Kind::OAuth2(cache) => Ok(Authorization::Token(cache.token(http, egress).await?)),
+            Kind::OAuth2(cache) => {
+                let client =
+                    http.token_client().map_err(|e| CredentialError::TokenClient(e.to_string()))?;
+                Ok(Authorization::Token(cache.token(&client, http.policy()).await?))
+            }
             Kind::Mtls(cert) => {
                 cert.current()?;
                 Ok(Authorization::TlsOnly)

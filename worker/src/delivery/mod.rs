@@ -185,9 +185,6 @@ pub enum TokenCheckError {
         /// The timeout.
         millis: u128,
     },
-    /// The HTTP client for the token endpoint cannot be built.
-    #[error("{0}")]
-    Setup(String),
 }
 
 /// One failed attempt: safe to log, store and show (bounded, single-line, redacted).
@@ -692,11 +689,7 @@ impl Outbound {
     /// delivery would (a cached, unexpired token is used; otherwise one is requested).
     pub async fn check_token(&self, name: &str, timeout: Duration) -> Result<(), TokenCheckError> {
         let credential = self.inner.credentials.get(name)?;
-        let client =
-            self.inner.http.token_client().map_err(|e| TokenCheckError::Setup(e.to_string()))?;
-        match tokio::time::timeout(timeout, credential.authorize(&client, self.inner.http.policy()))
-            .await
-        {
+        match tokio::time::timeout(timeout, credential.authorize(&self.inner.http)).await {
             Ok(result) => result.map(|_| ()).map_err(TokenCheckError::from),
             Err(_) => Err(TokenCheckError::Timeout {
                 credential: name.to_string(),
@@ -829,27 +822,20 @@ impl Outbound {
         }
     }
 
-    /// What `credential` adds to an attempt; OAuth2 tokens come through the token client.
+    /// What `credential` adds to an attempt.
     async fn authorize(
         &self,
         credential: &crate::credentials::Credential,
         timeout: Duration,
     ) -> Result<Authorization, (AttemptOutcome, bool)> {
-        let client = self.inner.http.token_client().map_err(|e| {
-            (
-                AttemptOutcome::Permanent(AttemptFailure::new(FailureKind::Config, e.to_string())),
-                false,
-            )
-        })?;
-        match tokio::time::timeout(timeout, credential.authorize(&client, self.inner.http.policy()))
-            .await
-        {
+        match tokio::time::timeout(timeout, credential.authorize(&self.inner.http)).await {
             Ok(Ok(authorization)) => Ok(authorization),
             Ok(Err(error)) => {
                 let kind = match error {
                     CredentialError::TokenRequest { .. }
                     | CredentialError::TokenEndpointUnreachable { .. } => FailureKind::TokenRequest,
                     CredentialError::TokenEndpointRefused { .. } => FailureKind::Egress,
+                    CredentialError::TokenClient(_) => FailureKind::Config,
                     _ => FailureKind::Credential,
                 };
                 let failure = AttemptFailure::new(kind, error.to_string());

@@ -583,7 +583,7 @@ impl HealthChecker {
             TokenCheckError::Credential(CredentialError::TokenEndpointRefused { .. }) => {
                 "EgressRefused"
             }
-            TokenCheckError::Credential(_) | TokenCheckError::Setup(_) => "Misconfigured",
+            TokenCheckError::Credential(_) => "Misconfigured",
         };
         CheckResult::fail(reason, error.to_string())
     }

@@ -62,21 +62,8 @@ where
 
 /// An HTTPS target offering h2 and http/1.1 by ALPN, with a certificate from `pki`.
 async fn https_target(pki: &tls_support::Pki) -> (SocketAddr, Log) {
-    use rustls::pki_types::pem::PemObject;
     let (cert, key) = pki.server("target", 30);
-    let certs = rustls::pki_types::CertificateDer::pem_file_iter(&cert)
-        .unwrap()
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(&key).unwrap();
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .unwrap();
+    let mut config = tls_support::server_config(&cert, &key);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     target(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await
 }

@@ -17,8 +17,9 @@ const SPAN: u32 = 12_000;
 /// A loopback TCP port that nothing listens on and no outgoing connection will take.
 pub fn free_port() -> u16 {
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    let low = ephemeral_low().saturating_sub(SPAN).max(1024);
-    let span = ephemeral_low().saturating_sub(low).max(1);
+    let ephemeral = ephemeral_low();
+    let low = ephemeral.saturating_sub(SPAN).max(1024);
+    let span = ephemeral.saturating_sub(low).max(1);
     let start = std::process::id().wrapping_mul(7_919);
     for _ in 0..span {
         let offset = start.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % span;

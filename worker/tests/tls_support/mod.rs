@@ -74,20 +74,28 @@ impl Pki {
     }
 }
 
-/// An HTTPS server on 127.0.0.1 with the certificate and key in `cert` and `key` (PEM files)
-/// that answers every request with 200 and an empty body.
-pub async fn https_server(cert: &Path, key: &Path) -> SocketAddr {
+/// A rustls server configuration (ring, no client authentication) with the certificate and
+/// key in the PEM files `cert` and `key`.
+pub fn server_config(cert: &Path, key: &Path) -> rustls::ServerConfig {
     use rustls::pki_types::pem::PemObject;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let certs = rustls::pki_types::CertificateDer::pem_file_iter(cert)
         .unwrap()
         .collect::<Result<Vec<_>, _>>()
         .unwrap();
     let key = rustls::pki_types::PrivateKeyDer::from_pem_file(key).unwrap();
-    let config =
-        rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(certs, key).unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap()
+}
+
+/// An HTTPS server on 127.0.0.1 with the certificate and key in `cert` and `key` (PEM files)
+/// that answers every request with 200 and an empty body.
+pub async fn https_server(cert: &Path, key: &Path) -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config(cert, key)));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {

@@ -3,8 +3,24 @@
 # (`worker_config MODE`, which reads SINK, WORKER, ADMIN and work). Expects `root` (the
 # checkout) to be set; sets `bin`, `work` and `pids`.
 
-# Free loopback ports (another process on the machine may hold any fixed one).
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# A free loopback port (another process on the machine may hold any fixed one), drawn from
+# just below the kernel's ephemeral range, as the tests' free_port does: a port bound to 0
+# and released can be taken as the source port of an outgoing connection before nginx or
+# Node-RED binds it.
+free_port() {
+  python3 - <<'PY'
+import random, socket
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+for port in random.sample(range(max(1024, low - 12000), low), 200):
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+    print(port)
+    break
+PY
+}
 
 need_apt() { command -v "$1" >/dev/null || { apt-get update -qq && apt-get install -y -qq "$2" >/dev/null; }; }
 

@@ -128,6 +128,80 @@ async fn concurrent_enqueues_share_commits_and_survive_a_reopen() {
     assert!(matches!(queue.enqueue(event("late", None)).await, Err(QueueError::Closed)));
 }
 
+/// What a process killed now would leave on disk: the files as they are (the page cache
+/// survives the process), without the checkpoint a clean stop makes.
+fn crash_copy(from: &std::path::Path) -> tempfile::TempDir {
+    let to = tempfile::tempdir().unwrap();
+    for name in
+        [switchboard_worker::queue::STORE_FILE, switchboard_worker::queue::journal::JOURNAL_FILE]
+    {
+        std::fs::copy(from.join(name), to.path().join(name)).unwrap();
+    }
+    to
+}
+
+/// Accepted events live in the journal (and memory) until they are delivered or a checkpoint
+/// stores them: a crash in between loses none of them, forgets no sender id, and counts each
+/// event once, also when the events cross a checkpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_loses_no_accepted_event_and_counts_each_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = Queue::open(dir.path(), QueueSettings::default()).unwrap();
+    // Large bodies: the journal passes its checkpoint size halfway through.
+    let big = |i: usize| {
+        let mut e = event(&format!("e{i}"), Some(&format!("s{i}")));
+        e.body = vec![b'x'; 512 * 1024];
+        e
+    };
+    let mut seqs = Vec::new();
+    for i in 0..24 {
+        seqs.push(queue.enqueue(big(i)).await.unwrap());
+    }
+    for seq in &seqs[..5] {
+        queue.complete(*seq, Completion::Delivered, 1).unwrap();
+    }
+    queue.complete(seqs[5], Completion::Filtered, 0).unwrap();
+    // The last two are still only in the journal when they are dead-lettered.
+    for (i, seq) in seqs.iter().enumerate().skip(22) {
+        queue.dead_letter(Some(*seq), dead(event(&format!("e{i}"), None)), 2).await.unwrap();
+    }
+    let mut progressed = big(21);
+    progressed.pending_targets = vec!["b".into()];
+    queue.update(seqs[21], progressed).unwrap();
+    queue.counters().received.fetch_add(30, Ordering::Relaxed);
+    queue.counters().rejected.fetch_add(6, Ordering::Relaxed);
+    queue.flush().await.unwrap();
+    let seen = queue.pending_after(0, 100).unwrap();
+    assert_eq!(seen.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(), seqs[6..22]);
+
+    let crashed = crash_copy(dir.path());
+    queue.close().await.unwrap();
+    let after = Queue::open(crashed.path(), QueueSettings::default()).unwrap();
+    let pending = after.pending_after(0, 100).unwrap();
+    assert_eq!(pending.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(), seqs[6..22]);
+    assert_eq!(pending[1].1.body.len(), 512 * 1024);
+    let snap = after.counters().snapshot();
+    assert_eq!(
+        (snap.accepted, snap.delivered, snap.filtered, snap.retried, snap.dead_lettered),
+        (24, 5, 1, 9, 2)
+    );
+    assert_eq!((snap.received, snap.rejected, snap.queue_depth), (30, 6, 16));
+    assert!(after.seen("s23").unwrap() && after.seen("s0").unwrap());
+    assert_eq!(after.list_dead_letters(true, 10).unwrap().len(), 2);
+    // New events take keys after every replayed one.
+    let next = after.enqueue(event("later", None)).await.unwrap();
+    assert!(next > *seqs.last().unwrap());
+    // A second crash right after the replay finds the same (the replay started a new
+    // journal epoch in the same transaction that stored the events).
+    after.flush().await.unwrap();
+    let again = crash_copy(crashed.path());
+    after.close().await.unwrap();
+    let twice = Queue::open(again.path(), QueueSettings::default()).unwrap();
+    assert_eq!(twice.pending_after(0, 100).unwrap().len(), 17);
+    assert_eq!(twice.counters().snapshot().accepted, 25);
+    twice.close().await.unwrap();
+}
+
 #[tokio::test]
 async fn dead_letters_are_listed_replayed_once_and_bounded() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,40 +1,53 @@
-//! The durable local queue and the dead-letter store, in one [redb] file on the pod's volume.
+//! The durable local queue and the dead-letter store: a journal in front of one [redb] file,
+//! both on the pod's volume.
 //!
 //! ```text
-//!  inbound handlers ──Enqueue──┐                 ┌──▶ EVENTS      seq → event (header + raw body)
-//!  delivery loop ──Complete────┤   writer thread │    DEDUP       sender id → expiry
-//!               ──DeadLetter───┼──▶ (one write   ├──▶ DEDUP_TTL   (expiry, sender id)
-//!  admin API ────Replay────────┤    txn per      │    DEAD        seq → dead letter
-//!  maintenance ──Prune─────────┘    batch)       └──▶ DEAD_INDEX  id → seq;  COUNTERS
+//!  inbound handlers ──Enqueue──┐                 ┌──▶ journal     accepted events, completions
+//!  delivery loop ──Complete────┤   writer thread │    (in memory: the journal's events still queued)
+//!               ──DeadLetter───┼──▶ (one batch   ├──▶ EVENTS      seq → event (header + raw body)
+//!  admin API ────Replay────────┤    at a time)   │    DEDUP, DEDUP_TTL  sender id → expiry
+//!  maintenance ──Prune─────────┘                 └──▶ DEAD, DEAD_INDEX, COUNTERS, META
 //!                                     │
-//!                                     └── one fsync per batch, then every waiter is answered
+//!                                     └── one fdatasync per batch, then every waiter is answered
 //! ```
 //!
 //! **Group commit (D1).** Every write goes through one writer thread. It takes the first
-//! operation, then everything else already waiting (up to [`MAX_BATCH`]), applies them in a
-//! single transaction and commits once; only then are the callers answered, so an HTTP 2xx
-//! is sent only for events that are on disk. While one fsync runs, the next batch gathers;
-//! under load (the last commit carried more than one operation) the writer also waits up
-//! to [`GATHER`] before committing, so that callers answered by the last commit can join.
-//! Batches holding only completions are committed without fsync: losing one to a crash
-//! means a duplicate delivery, which receivers tolerate, never a lost event.
+//! operation, then everything else already waiting (up to [`MAX_BATCH`]), and applies them
+//! together: accepted events are appended to the [`journal`] and kept in memory, and so are
+//! the completions of those events; everything else (dead letters, replays, sender ids,
+//! pruning, events that were checkpointed) is one redb transaction. The journal is synced
+//! once per batch that accepted an event; only then are the callers answered, so an HTTP 2xx
+//! is sent only for events that are on disk. While one sync runs, the next batch gathers;
+//! under load (the last batch carried more than one operation) the writer also waits up
+//! to [`GATHER`] before committing, so that callers answered by the last one can join.
+//! Batches holding only completions are not synced: losing one to a crash means a duplicate
+//! delivery, which receivers tolerate, never a lost event.
+//!
+//! **Checkpoints.** Once [`journal::CHECKPOINT_BYTES`] have been written (and when the writer
+//! stops), the events still queued move into redb and the journal starts a new epoch, in one
+//! durable transaction. Most events are delivered long before, so they never touch redb: a
+//! redb commit copies a dozen B-tree pages and syncs them, where the journal writes the event
+//! once. After a crash, [`Queue::open`] replays the journal's records of the current epoch.
 //!
 //! **Why redb.** A pure-Rust, single-file, ACID store with MVCC reads (the delivery loop and
-//! the admin API read while the writer writes), explicit per-transaction durability (what
-//! group commit needs), a small memory footprint with a bounded cache, and an active
-//! maintainer; no C build, no background compaction threads (unlike an LSM store such as
-//! fjall, whose write amplification buys nothing for a queue that is emptied as it fills).
+//! the admin API read while the writer writes), explicit per-transaction durability, a small
+//! memory footprint with a bounded cache, and an active maintainer; no C build, no
+//! background compaction threads (unlike an LSM store such as fjall, whose write
+//! amplification buys nothing for a queue that is emptied as it fills).
 //!
-//! Counters live in the same transactions as the records they count, so after a crash the
-//! status document still says exactly how many events were accepted, delivered, filtered and
-//! dead-lettered.
+//! Counters live in the same transactions (or journal records) as what they count, so after a
+//! crash the status document still says exactly how many events were accepted, delivered,
+//! filtered and dead-lettered.
 
 pub mod event;
+pub mod journal;
 
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -43,6 +56,8 @@ use redb::{
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, oneshot};
+
+use journal::{CHECKPOINT_BYTES, Journal, Outcome, Record};
 
 pub use event::{
     Attempt, DeadLetter, QueuedEvent, ReplayRecord, StoredRequest, decode_dead_letter,
@@ -160,8 +175,8 @@ pub struct StoreCounters {
     pub queue_depth: AtomicU64,
     /// Dead letters not yet replayed.
     pub dead_letters_pending: AtomicU64,
-    /// Transactions committed by this process (each one fsync at most): with group commit,
-    /// far fewer than the operations they carry.
+    /// Batches committed by this process (each one journal sync and one redb transaction at
+    /// most): with group commit, far fewer than the operations they carry.
     pub commits: AtomicU64,
     /// Operations carried by those transactions.
     pub committed_ops: AtomicU64,
@@ -351,6 +366,15 @@ enum Op {
 }
 
 impl Op {
+    /// The queued event the operation is about, if any.
+    fn queued_seq(&self) -> Option<u64> {
+        match self {
+            Op::Complete { seq, .. } | Op::Update { seq, .. } if *seq != 0 => Some(*seq),
+            Op::DeadLetter { seq, .. } => *seq,
+            _ => None,
+        }
+    }
+
     fn needs_fsync(&self) -> bool {
         !matches!(
             self,
@@ -358,6 +382,9 @@ impl Op {
         )
     }
 }
+
+/// Stored events by key, kept in memory while the journal is what makes them durable.
+type Resident = BTreeMap<u64, Vec<u8>>;
 
 /// Handle on the store; cheap to clone.
 #[derive(Clone)]
@@ -368,6 +395,8 @@ pub struct Queue {
 struct Inner {
     db: Arc<Database>,
     path: PathBuf,
+    /// Events made durable by the journal and not yet delivered nor moved into the store.
+    resident: Arc<Mutex<Resident>>,
     ops: std::sync::Mutex<Option<std_mpsc::Sender<Op>>>,
     writer: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
     counters: Arc<StoreCounters>,
@@ -417,8 +446,10 @@ impl Queue {
             }
             txn.commit().map_err(|e| storage(&path, e))?;
         }
+        let (journal, next_seq) = recover(&db, dir, &counters)?;
         let db = Arc::new(db);
         let notify = Arc::new(Notify::new());
+        let resident = Arc::new(Mutex::new(Resident::new()));
         let (tx, rx) = std_mpsc::channel();
         let writer = Writer {
             db: db.clone(),
@@ -426,7 +457,11 @@ impl Queue {
             counters: counters.clone(),
             notify: notify.clone(),
             settings: settings.clone(),
-            persisted: std::cell::Cell::new(counters.values()),
+            persisted: Cell::new(counters.values()),
+            journal: RefCell::new(journal),
+            resident: resident.clone(),
+            next_seq: Cell::new(next_seq),
+            journaled: Cell::new(Journaled::default()),
         };
         let writer = std::thread::Builder::new()
             .name("queue-writer".into())
@@ -436,6 +471,7 @@ impl Queue {
             inner: Arc::new(Inner {
                 db,
                 path,
+                resident,
                 ops: std::sync::Mutex::new(Some(tx)),
                 writer: std::sync::Mutex::new(Some(writer)),
                 counters,
@@ -535,24 +571,33 @@ impl Queue {
         limit: usize,
         skip: impl Fn(u64) -> bool,
     ) -> Result<Vec<(u64, Option<QueuedEvent>)>, QueueError> {
+        let read = |seq: u64, bytes: &[u8]| -> Result<_, QueueError> {
+            if skip(seq) {
+                return Ok((seq, None));
+            }
+            let event = decode_event(bytes).map_err(|m| QueueError::Corrupt(seq.to_string(), m))?;
+            Ok((seq, Some(event)))
+        };
+        let from = after.saturating_add(1);
+        // The events in memory first, then the store: a checkpoint moving the first into the
+        // second commits before it clears them, so an event is seen twice (and listed once)
+        // rather than not at all.
+        let mut out = Vec::new();
+        for (seq, bytes) in
+            self.inner.resident.lock().expect("resident lock").range(from..).take(limit)
+        {
+            out.push(read(*seq, bytes)?);
+        }
         let path = &self.inner.path;
         let txn = self.inner.db.begin_read().map_err(|e| storage(path, e))?;
         let table = txn.open_table(EVENTS).map_err(|e| storage(path, e))?;
-        let mut out = Vec::new();
-        for row in table.range(after.saturating_add(1)..).map_err(|e| storage(path, e))? {
+        for row in table.range(from..).map_err(|e| storage(path, e))?.take(limit) {
             let (k, v) = row.map_err(|e| storage(path, e))?;
-            let seq = k.value();
-            if skip(seq) {
-                out.push((seq, None));
-            } else {
-                let event =
-                    decode_event(v.value()).map_err(|m| QueueError::Corrupt(seq.to_string(), m))?;
-                out.push((seq, Some(event)));
-            }
-            if out.len() == limit {
-                break;
-            }
+            out.push(read(k.value(), v.value())?);
         }
+        out.sort_by_key(|(seq, _)| *seq);
+        out.dedup_by_key(|(seq, _)| *seq);
+        out.truncate(limit);
         Ok(out)
     }
 
@@ -660,6 +705,99 @@ impl Queue {
     }
 }
 
+/// Replay the journal into the store after a crash: the events it accepted and that did not
+/// leave the queue are stored (with their sender ids), its counts are added to the counters,
+/// and the journal starts a new epoch, all in one durable transaction. Returns the journal
+/// and the next event key.
+fn recover(
+    db: &Database,
+    dir: &Path,
+    counters: &StoreCounters,
+) -> Result<(Journal, u64), QueueError> {
+    let path = dir.join(journal::JOURNAL_FILE);
+    let fail = |e: &dyn std::fmt::Display| storage(&path, e);
+    let meta = |key: &str| -> Result<Option<u64>, QueueError> {
+        let txn = db.begin_read().map_err(|e| fail(&e))?;
+        let table = txn.open_table(META).map_err(|e| fail(&e))?;
+        Ok(table.get(key).map_err(|e| fail(&e))?.map(|v| v.value()))
+    };
+    let epoch = meta("journal_epoch")?.unwrap_or(0);
+    let mut next_seq = meta("next_seq")?.unwrap_or(1);
+    let (mut journal, records) = Journal::open(dir, epoch).map_err(|e| fail(&e))?;
+    if records.is_empty() {
+        return Ok((journal, next_seq));
+    }
+    // Accepted events not yet done, by key.
+    let mut pending = BTreeMap::new();
+    let mut j = Journaled::default();
+    for record in records {
+        match record {
+            Record::Enqueue { seq, source, event } => {
+                next_seq = next_seq.max(seq + 1);
+                pending.insert(seq, (event, source));
+                j.accepted += 1;
+            }
+            Record::Done { seq, outcome } => {
+                if pending.remove(&seq).is_some() {
+                    match outcome {
+                        Outcome::Delivered(retries) => {
+                            j.delivered += 1;
+                            j.retried += retries;
+                        }
+                        Outcome::Filtered => j.filtered += 1,
+                        Outcome::DeadLettered => {}
+                    }
+                }
+            }
+            Record::Inbound { received, rejected } => {
+                (j.received, j.rejected) = (received, rejected)
+            }
+        }
+    }
+    let restored = (|| -> Result<u64, redb::Error> {
+        let txn = db.begin_write()?;
+        let mut restored = 0;
+        {
+            let mut t = Tables::new(&txn, next_seq);
+            for (seq, (event, source)) in pending {
+                // Dead-lettered just before the crash: the dead letter is durable, the
+                // journal's record of the move was not yet.
+                if let Ok(e) = decode_event(&event)
+                    && t.dead_index()?.get(e.id.as_str())?.is_some()
+                {
+                    continue;
+                }
+                t.events()?.insert(seq, event.as_slice())?;
+                if let Some((id, until)) = source {
+                    remember(&mut t, &id, until)?;
+                }
+                restored += 1;
+            }
+            let c = counters;
+            c.accepted.fetch_add(j.accepted, Ordering::Relaxed);
+            c.delivered.fetch_add(j.delivered, Ordering::Relaxed);
+            c.filtered.fetch_add(j.filtered, Ordering::Relaxed);
+            c.retried.fetch_add(j.retried, Ordering::Relaxed);
+            c.received.fetch_max(j.received, Ordering::Relaxed);
+            c.rejected.fetch_max(j.rejected, Ordering::Relaxed);
+            c.queue_depth.fetch_add(restored, Ordering::Relaxed);
+            let mut table = txn.open_table(COUNTERS)?;
+            for (key, value) in c.values() {
+                table.insert(key, value)?;
+            }
+            let mut meta = txn.open_table(META)?;
+            meta.insert("next_seq", next_seq)?;
+            meta.insert("journal_epoch", epoch + 1)?;
+        }
+        txn.commit()?;
+        Ok(restored)
+    })()
+    .map_err(|e| fail(&e))?;
+    journal.restart(epoch + 1);
+    tracing::info!(events = restored, journal = %path.display(), "queue journal replayed");
+    Ok((journal, next_seq))
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     u64::try_from(Utc::now().timestamp_millis()).unwrap_or(0)
@@ -673,12 +811,47 @@ struct Writer {
     settings: QueueSettings,
     /// The counters as the last commit left them in the store: a commit writes only those
     /// that changed since.
-    persisted: std::cell::Cell<PersistedCounters>,
+    persisted: Cell<PersistedCounters>,
+    /// Where accepted events go first (see [`journal`]).
+    journal: RefCell<Journal>,
+    /// The journal's events still queued; shared with readers.
+    resident: Arc<Mutex<Resident>>,
+    /// The next event key.
+    next_seq: Cell<u64>,
+    /// What the journal's records since the last checkpoint add to the counters: the store
+    /// holds the counters without it until the next checkpoint, so that replaying the
+    /// journal after a crash counts each event once.
+    journaled: Cell<Journaled>,
+}
+
+/// Counts carried by journal records (see [`Writer::journaled`]).
+#[derive(Clone, Copy, Default)]
+struct Journaled {
+    accepted: u64,
+    delivered: u64,
+    filtered: u64,
+    retried: u64,
+    /// The inbound side's counters as last written to the journal.
+    received: u64,
+    rejected: u64,
+}
+
+/// The part of a batch that goes to the journal.
+#[derive(Default)]
+struct Logged {
+    /// Accepted events: key, stored bytes, caller.
+    enqueued: Vec<(u64, Vec<u8>, Reply<u64>)>,
+    /// Their sender ids, remembered once the events are durable.
+    remember: Vec<Op>,
+    /// Events that left the queue: key, how, retries.
+    done: Vec<(u64, Completion, u64)>,
+    /// Events moved to the dead-letter store by this batch.
+    moved: Vec<u64>,
+    announce: bool,
 }
 
 /// What to tell each caller once the batch is committed.
 enum Answer {
-    Seq(Reply<u64>, Result<u64, QueueError>),
     Unit(Reply<()>, Result<(), QueueError>),
     Text(Reply<String>, Result<String, QueueError>),
 }
@@ -687,14 +860,12 @@ impl Answer {
     fn fail(self, path: &Path, message: &str) {
         let err = || storage(path, message);
         match self {
-            Answer::Seq(r, _) => drop(r.send(Err(err()))),
             Answer::Unit(r, _) => drop(r.send(Err(err()))),
             Answer::Text(r, _) => drop(r.send(Err(err()))),
         }
     }
     fn send(self) {
         match self {
-            Answer::Seq(r, v) => drop(r.send(v)),
             Answer::Unit(r, v) => drop(r.send(v)),
             Answer::Text(r, v) => drop(r.send(v)),
         }
@@ -752,22 +923,219 @@ impl Writer {
             last_batch = ops.len();
             self.commit_batch(ops);
         }
+        // A clean stop leaves every event in the store and nothing to replay.
+        if let Err(e) = self.checkpoint() {
+            tracing::error!(store = %self.path.display(), error = %e, "queue checkpoint failed");
+        }
     }
 
+    /// Apply one batch: accepted events and the completions of events still in memory are
+    /// appended to the journal, everything else is one store transaction (committed first,
+    /// so that an event moved to the dead-letter store is never dropped from the journal
+    /// before the dead letter is durable). The journal is synced when the batch accepted an
+    /// event or asked for durability; only then are the callers answered.
     fn commit_batch(&self, ops: Vec<Op>) {
-        let durable = ops.iter().any(Op::needs_fsync);
+        if self.journal.borrow().written() >= CHECKPOINT_BYTES
+            && let Err(e) = self.checkpoint()
+        {
+            // The journal grows past its preallocated size until a checkpoint succeeds.
+            tracing::error!(store = %self.path.display(), error = %e, "queue checkpoint failed");
+        }
         let op_count = ops.len() as u64;
+        let mut logged = Logged::default();
+        let mut stored = Vec::new();
+        {
+            let mut journal = self.journal.borrow_mut();
+            let mut resident = self.resident.lock().expect("resident lock");
+            for op in ops {
+                let in_memory = op.queued_seq().filter(|seq| resident.contains_key(seq));
+                match (op, in_memory) {
+                    (Op::Enqueue { record, source_id, dedup_until, announce, reply }, _) => {
+                        let seq = self.next_seq.get();
+                        self.next_seq.set(seq + 1);
+                        let source = source_id.zip(dedup_until);
+                        let id = source.as_ref().map(|(id, until)| (id.as_str(), *until));
+                        journal.enqueue(seq, id, &record);
+                        if let Some((source_id, until)) = source {
+                            logged.remember.push(Op::Remember { source_id, until });
+                        }
+                        logged.announce |= announce;
+                        logged.enqueued.push((seq, record, reply));
+                    }
+                    (Op::Complete { seq, how, retries, .. }, Some(_)) => {
+                        journal.done(
+                            seq,
+                            match how {
+                                Completion::Delivered => Outcome::Delivered(retries),
+                                Completion::Filtered => Outcome::Filtered,
+                            },
+                        );
+                        logged.done.push((seq, how, retries));
+                    }
+                    (Op::Update { seq, event }, Some(_)) => {
+                        // Progress is not made durable (see `Queue::update`); a checkpoint
+                        // stores the latest.
+                        resident.insert(seq, encode_event(&event));
+                    }
+                    (op @ Op::DeadLetter { .. }, Some(seq)) => {
+                        logged.moved.push(seq);
+                        stored.push(op);
+                    }
+                    (op, _) => stored.push(op),
+                }
+            }
+        }
+        let durable = stored.iter().any(Op::needs_fsync);
+        if !stored.is_empty() {
+            self.commit_store(stored, &logged.moved);
+        }
+        self.commit_journal(logged, durable);
+        self.counters.commits.fetch_add(1, Ordering::Relaxed);
+        self.counters.committed_ops.fetch_add(op_count, Ordering::Relaxed);
+    }
+
+    /// Write (and when needed sync) the batch's journal records, then apply them and answer.
+    fn commit_journal(&self, logged: Logged, durable: bool) {
+        let Logged { enqueued, remember, done, announce, .. } = logged;
+        let mut journaled = self.journaled.get();
+        let written = {
+            let mut journal = self.journal.borrow_mut();
+            if journal.has_pending() {
+                let received = self.counters.received.load(Ordering::Relaxed);
+                let rejected = self.counters.rejected.load(Ordering::Relaxed);
+                if (received, rejected) != (journaled.received, journaled.rejected) {
+                    journal.inbound(received, rejected);
+                    (journaled.received, journaled.rejected) = (received, rejected);
+                }
+            }
+            journal.write(durable || !enqueued.is_empty())
+        };
+        // Completions are applied whatever the write did: the deliveries happened, and a
+        // completion lost to a crash only means a duplicate delivery.
+        let c = &self.counters;
+        let mut resident = self.resident.lock().expect("resident lock");
+        for (seq, how, retries) in done {
+            resident.remove(&seq);
+            match how {
+                Completion::Delivered => {
+                    c.delivered.fetch_add(1, Ordering::Relaxed);
+                    journaled.delivered += 1;
+                }
+                Completion::Filtered => {
+                    c.filtered.fetch_add(1, Ordering::Relaxed);
+                    journaled.filtered += 1;
+                }
+            }
+            c.retried.fetch_add(retries, Ordering::Relaxed);
+            journaled.retried += retries;
+            c.queue_depth
+                .fetch_sub(1.min(c.queue_depth.load(Ordering::Relaxed)), Ordering::Relaxed);
+        }
+        let answers = match written {
+            Ok(()) => {
+                let n = enqueued.len() as u64;
+                c.accepted.fetch_add(n, Ordering::Relaxed);
+                c.queue_depth.fetch_add(n, Ordering::Relaxed);
+                journaled.accepted += n;
+                let mut answers = Vec::with_capacity(enqueued.len());
+                for (seq, record, reply) in enqueued {
+                    resident.insert(seq, record);
+                    answers.push((reply, Ok(seq)));
+                }
+                answers
+            }
+            Err(e) => {
+                let message = e.to_string();
+                let path = self.journal.borrow().path().to_path_buf();
+                tracing::error!(journal = %path.display(), error = %message, "queue journal write failed");
+                enqueued
+                    .into_iter()
+                    .map(|(_, _, reply)| (reply, Err(storage(&path, &message))))
+                    .collect()
+            }
+        };
+        drop(resident);
+        self.journaled.set(journaled);
+        let accepted = answers.iter().any(|(_, r)| r.is_ok());
+        // Sender ids are remembered once their events are durable: an id remembered for an
+        // event that was then refused would drop the sender's retry as a duplicate.
+        if accepted && !remember.is_empty() {
+            self.commit_store(remember, &[]);
+        }
+        for (reply, result) in answers {
+            let _ = reply.send(result);
+        }
+        if accepted && announce {
+            self.notify.notify_one();
+        }
+    }
+
+    /// Move the events still in memory into the store and start the journal over, in one
+    /// durable transaction that also records the journal's new epoch and the counters.
+    fn checkpoint(&self) -> Result<(), redb::Error> {
+        let mut journal = self.journal.borrow_mut();
+        let mut resident = self.resident.lock().expect("resident lock");
+        let epoch = journal.epoch() + 1;
+        let counters = self.counters.values();
+        let txn = self.db.begin_write()?;
+        {
+            let mut events = txn.open_table(EVENTS)?;
+            for (seq, record) in resident.iter() {
+                events.insert(*seq, record.as_slice())?;
+            }
+            let mut meta = txn.open_table(META)?;
+            meta.insert("next_seq", self.next_seq.get())?;
+            meta.insert("journal_epoch", epoch)?;
+            let mut table = txn.open_table(COUNTERS)?;
+            for (key, value) in counters {
+                table.insert(key, value)?;
+            }
+        }
+        txn.commit()?;
+        journal.restart(epoch);
+        resident.clear();
+        let Journaled { received, rejected, .. } = self.journaled.get();
+        self.journaled.set(Journaled { received, rejected, ..Journaled::default() });
+        self.persisted.set(counters);
+        Ok(())
+    }
+
+    /// The counters as the store should hold them: without what the journal carries.
+    fn stored_values(&self) -> PersistedCounters {
+        let j = self.journaled.get();
+        let mut values = self.counters.values();
+        for (key, value) in values.iter_mut() {
+            let journaled = match *key {
+                "accepted" => j.accepted,
+                "delivered" => j.delivered,
+                "filtered" => j.filtered,
+                "retried" => j.retried,
+                _ => 0,
+            };
+            *value = value.saturating_sub(journaled);
+        }
+        values
+    }
+
+    /// Apply operations to the store in one transaction, fsynced when one of them needs it;
+    /// answer their callers. `moved` are the events in memory that the operations move to
+    /// the dead-letter store: once the move is committed they leave memory and the journal
+    /// records it.
+    fn commit_store(&self, ops: Vec<Op>, moved: &[u64]) {
+        let durable = ops.iter().any(Op::needs_fsync);
         let mut answers = Vec::with_capacity(ops.len());
         let mut deltas = Deltas::default();
         let mut announce = false;
         let mut persisted = None;
+        let mut next_seq = self.next_seq.get();
         let result = (|| -> Result<(), redb::Error> {
             let mut txn = self.db.begin_write()?;
             txn.set_durability(if durable { Durability::Immediate } else { Durability::None })?;
             {
-                let mut tables = Tables::new(&txn);
+                let mut tables = Tables::new(&txn, next_seq);
+                deltas.depth_sub += moved.len() as u64;
                 for op in ops {
-                    if let Op::Enqueue { announce: true, .. } | Op::Replay { .. } = op {
+                    if let Op::Replay { .. } = op {
                         announce = true;
                     }
                     if let Some(answer) = self.apply(op, &mut tables, &mut deltas)? {
@@ -775,10 +1143,10 @@ impl Writer {
                     }
                 }
                 self.enforce_dead_letter_limit(&mut tables, &mut deltas)?;
-                tables.save_seqs()?;
+                next_seq = tables.save_seqs()?;
                 // Persist the counters as they will be after this batch.
                 self.apply_deltas(&deltas);
-                let counters = self.counters.values();
+                let counters = self.stored_values();
                 let saved = self.save_counters(&txn, &counters);
                 if let Err(e) = saved {
                     self.revert_deltas(&deltas);
@@ -796,8 +1164,15 @@ impl Writer {
                 if let Some(counters) = persisted {
                     self.persisted.set(counters);
                 }
-                self.counters.commits.fetch_add(1, Ordering::Relaxed);
-                self.counters.committed_ops.fetch_add(op_count, Ordering::Relaxed);
+                self.next_seq.set(next_seq);
+                if !moved.is_empty() {
+                    let mut resident = self.resident.lock().expect("resident lock");
+                    let mut journal = self.journal.borrow_mut();
+                    for seq in moved {
+                        resident.remove(seq);
+                        journal.done(*seq, Outcome::DeadLettered);
+                    }
+                }
                 for a in answers {
                     a.send();
                 }
@@ -877,15 +1252,8 @@ impl Writer {
         d: &mut Deltas,
     ) -> Result<Option<Answer>, redb::Error> {
         Ok(match op {
-            Op::Enqueue { record, source_id, dedup_until, reply, .. } => {
-                let seq = t.next_seq()?;
-                t.events()?.insert(seq, record.as_slice())?;
-                if let (Some(id), Some(until)) = (source_id.as_deref(), dedup_until) {
-                    remember(t, id, until)?;
-                }
-                d.accepted += 1;
-                d.depth_add += 1;
-                Some(Answer::Seq(reply, Ok(seq)))
+            Op::Enqueue { .. } => {
+                unreachable!("accepted events are journaled by Writer::commit_batch")
             }
             Op::Remember { source_id, until } => {
                 remember(t, &source_id, until)?;
@@ -964,7 +1332,7 @@ impl Writer {
                 dead.state = "replayed".into();
                 dead.event.replays.push(record);
                 t.dead()?.insert(key, encode_dead_letter(&dead).as_slice())?;
-                let seq = t.next_seq()?;
+                let seq = t.next_seq();
                 t.events()?.insert(seq, encode_event(&event).as_slice())?;
                 d.depth_add += 1;
                 d.pending_sub += 1;
@@ -1080,15 +1448,12 @@ struct Tables<'t> {
     dedup_ttl: Option<redb::Table<'t, (u64, &'static str), ()>>,
     dead: Option<redb::Table<'t, u64, &'static [u8]>>,
     dead_index: Option<redb::Table<'t, &'static str, u64>>,
-    /// The next event and dead-letter keys, read from META when first needed.
-    seqs: Option<Seqs>,
-}
-
-/// The next keys of the events and dead-letter tables.
-struct Seqs {
+    /// The next event key (the writer keeps it: the journal takes keys too) and whether the
+    /// batch took one.
     next_seq: u64,
-    next_dead: u64,
-    changed: bool,
+    took_seq: bool,
+    /// The next dead-letter key, read from META when first needed.
+    next_dead: Option<u64>,
 }
 
 macro_rules! lazy_table {
@@ -1103,7 +1468,7 @@ macro_rules! lazy_table {
 }
 
 impl<'t> Tables<'t> {
-    fn new(txn: &'t redb::WriteTransaction) -> Self {
+    fn new(txn: &'t redb::WriteTransaction, next_seq: u64) -> Self {
         Tables {
             txn,
             events: None,
@@ -1111,7 +1476,9 @@ impl<'t> Tables<'t> {
             dedup_ttl: None,
             dead: None,
             dead_index: None,
-            seqs: None,
+            next_seq,
+            took_seq: false,
+            next_dead: None,
         }
     }
 
@@ -1121,45 +1488,35 @@ impl<'t> Tables<'t> {
     lazy_table!(dead, DEAD, u64, &'static [u8]);
     lazy_table!(dead_index, DEAD_INDEX, &'static str, u64);
 
-    fn seqs(&mut self) -> Result<&mut Seqs, redb::Error> {
-        if self.seqs.is_none() {
-            let meta = self.txn.open_table(META)?;
-            let read = |key| -> Result<u64, redb::Error> {
-                Ok(meta.get(key)?.map(|v| v.value()).unwrap_or(1))
-            };
-            self.seqs = Some(Seqs {
-                next_seq: read("next_seq")?,
-                next_dead: read("next_dead")?,
-                changed: false,
-            });
-        }
-        Ok(self.seqs.as_mut().expect("read above"))
-    }
-
     /// Take the next event key.
-    fn next_seq(&mut self) -> Result<u64, redb::Error> {
-        let seqs = self.seqs()?;
-        seqs.changed = true;
-        seqs.next_seq += 1;
-        Ok(seqs.next_seq - 1)
+    fn next_seq(&mut self) -> u64 {
+        self.took_seq = true;
+        self.next_seq += 1;
+        self.next_seq - 1
     }
 
     /// Take the next dead-letter key.
     fn next_dead(&mut self) -> Result<u64, redb::Error> {
-        let seqs = self.seqs()?;
-        seqs.changed = true;
-        seqs.next_dead += 1;
-        Ok(seqs.next_dead - 1)
+        let next = match self.next_dead {
+            Some(next) => next,
+            None => self.txn.open_table(META)?.get("next_dead")?.map(|v| v.value()).unwrap_or(1),
+        };
+        self.next_dead = Some(next + 1);
+        Ok(next)
     }
 
-    /// Store the next keys if the batch took any.
-    fn save_seqs(&mut self) -> Result<(), redb::Error> {
-        if let Some(Seqs { next_seq, next_dead, changed: true }) = self.seqs {
+    /// Store the next keys if the batch took any; returns the next event key.
+    fn save_seqs(&mut self) -> Result<u64, redb::Error> {
+        if self.took_seq || self.next_dead.is_some() {
             let mut meta = self.txn.open_table(META)?;
-            meta.insert("next_seq", next_seq)?;
-            meta.insert("next_dead", next_dead)?;
+            if self.took_seq {
+                meta.insert("next_seq", self.next_seq)?;
+            }
+            if let Some(next_dead) = self.next_dead {
+                meta.insert("next_dead", next_dead)?;
+            }
         }
-        Ok(())
+        Ok(self.next_seq)
     }
 }
 

@@ -24,6 +24,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// File name of the journal inside the data directory.
 pub const JOURNAL_FILE: &str = "queue.journal";
@@ -85,7 +86,7 @@ pub enum Record {
 
 /// The open journal: where the next record goes, and the records not yet written.
 pub struct Journal {
-    file: File,
+    file: Arc<File>,
     path: PathBuf,
     epoch: u64,
     /// Offset of the next write.
@@ -110,13 +111,19 @@ impl Journal {
             File::open(dir)?.sync_all()?;
         }
         let (records, len) = read(&file, epoch)?;
+        let file = Arc::new(file);
         let journal = Journal { file, path, epoch, len, buf: Vec::new(), unsynced: false };
         Ok((journal, records))
     }
 
-    /// The file.
+    /// The file's path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The file, to read events back from (see [`Journal::enqueue`]).
+    pub fn file(&self) -> &Arc<File> {
+        &self.file
     }
 
     /// The epoch records are written in.
@@ -134,8 +141,9 @@ impl Journal {
         !self.buf.is_empty()
     }
 
-    /// Add an accepted event to the records to write.
-    pub fn enqueue(&mut self, seq: u64, source: Option<(&str, u64)>, event: &[u8]) {
+    /// Add an accepted event to the records to write; returns where the event's bytes will
+    /// be in the file once they are written.
+    pub fn enqueue(&mut self, seq: u64, source: Option<(&str, u64)>, event: &[u8]) -> u64 {
         let (id, until) = source.unwrap_or(("", 0));
         self.record(ENQUEUE, seq, |out| {
             out.extend_from_slice(&until.to_le_bytes());
@@ -143,6 +151,7 @@ impl Journal {
             out.extend_from_slice(id.as_bytes());
             out.extend_from_slice(event);
         });
+        self.len + (self.buf.len() - event.len()) as u64
     }
 
     /// Add the end of an event's stay in the queue to the records to write.
@@ -314,11 +323,17 @@ mod tests {
     fn push(journal: &mut Journal, records: &[Record]) {
         for r in records {
             match r {
-                Record::Enqueue { seq, source, event } => journal.enqueue(
-                    *seq,
-                    source.as_ref().map(|(id, until)| (id.as_str(), *until)),
-                    event,
-                ),
+                Record::Enqueue { seq, source, event } => {
+                    let at = journal.enqueue(
+                        *seq,
+                        source.as_ref().map(|(id, until)| (id.as_str(), *until)),
+                        event,
+                    );
+                    journal.write(false).unwrap();
+                    let mut back = vec![0; event.len()];
+                    journal.file().read_exact_at(&mut back, at).unwrap();
+                    assert_eq!(&back, event, "enqueue tells where the event is");
+                }
                 Record::Done { seq, outcome } => journal.done(*seq, *outcome),
                 Record::Inbound { received, rejected } => journal.inbound(*received, *rejected),
             }

@@ -383,8 +383,36 @@ impl Op {
     }
 }
 
-/// Stored events by key, kept in memory while the journal is what makes them durable.
-type Resident = BTreeMap<u64, Vec<u8>>;
+/// The events the journal made durable that are still queued (not delivered, not moved into
+/// the store), by key: where each is in the journal file, so that memory holds no copy.
+struct Resident {
+    file: Arc<std::fs::File>,
+    events: BTreeMap<u64, Held>,
+}
+
+/// Where a resident event's bytes are.
+enum Held {
+    /// In the journal file, at this offset and length.
+    Journal(u64, usize),
+    /// In memory: its progress was updated since it was journaled (see [`Queue::update`]).
+    Updated(Vec<u8>),
+}
+
+impl Resident {
+    /// The event's stored bytes. Called with the lock held: the journal is only started
+    /// over (and its bytes overwritten) by a checkpoint, which takes the lock first.
+    fn read<'a>(&self, held: &'a Held) -> std::io::Result<std::borrow::Cow<'a, [u8]>> {
+        use std::os::unix::fs::FileExt;
+        match held {
+            Held::Journal(at, len) => {
+                let mut bytes = vec![0; *len];
+                self.file.read_exact_at(&mut bytes, *at)?;
+                Ok(bytes.into())
+            }
+            Held::Updated(bytes) => Ok(bytes.as_slice().into()),
+        }
+    }
+}
 
 /// Handle on the store; cheap to clone.
 #[derive(Clone)]
@@ -449,7 +477,10 @@ impl Queue {
         let (journal, next_seq) = recover(&db, dir, &counters)?;
         let db = Arc::new(db);
         let notify = Arc::new(Notify::new());
-        let resident = Arc::new(Mutex::new(Resident::new()));
+        let resident = Arc::new(Mutex::new(Resident {
+            file: journal.file().clone(),
+            events: BTreeMap::new(),
+        }));
         let (tx, rx) = std_mpsc::channel();
         let writer = Writer {
             db: db.clone(),
@@ -583,11 +614,12 @@ impl Queue {
         // second commits before it clears them, so an event is seen twice (and listed once)
         // rather than not at all.
         let mut out = Vec::new();
-        for (seq, bytes) in
-            self.inner.resident.lock().expect("resident lock").range(from..).take(limit)
-        {
-            out.push(read(*seq, bytes)?);
+        let resident = self.inner.resident.lock().expect("resident lock");
+        for (seq, held) in resident.events.range(from..).take(limit) {
+            let bytes = resident.read(held).map_err(|e| storage(&self.inner.path, e))?;
+            out.push(read(*seq, &bytes)?);
         }
+        drop(resident);
         let path = &self.inner.path;
         let txn = self.inner.db.begin_read().map_err(|e| storage(path, e))?;
         let table = txn.open_table(EVENTS).map_err(|e| storage(path, e))?;
@@ -839,8 +871,8 @@ struct Journaled {
 /// The part of a batch that goes to the journal.
 #[derive(Default)]
 struct Logged {
-    /// Accepted events: key, stored bytes, caller.
-    enqueued: Vec<(u64, Vec<u8>, Reply<u64>)>,
+    /// Accepted events: key, where they are, caller.
+    enqueued: Vec<(u64, Held, Reply<u64>)>,
     /// Their sender ids, remembered once the events are durable.
     remember: Vec<Op>,
     /// Events that left the queue: key, how, retries.
@@ -948,19 +980,19 @@ impl Writer {
             let mut journal = self.journal.borrow_mut();
             let mut resident = self.resident.lock().expect("resident lock");
             for op in ops {
-                let in_memory = op.queued_seq().filter(|seq| resident.contains_key(seq));
+                let in_memory = op.queued_seq().filter(|seq| resident.events.contains_key(seq));
                 match (op, in_memory) {
                     (Op::Enqueue { record, source_id, dedup_until, announce, reply }, _) => {
                         let seq = self.next_seq.get();
                         self.next_seq.set(seq + 1);
                         let source = source_id.zip(dedup_until);
                         let id = source.as_ref().map(|(id, until)| (id.as_str(), *until));
-                        journal.enqueue(seq, id, &record);
+                        let at = journal.enqueue(seq, id, &record);
                         if let Some((source_id, until)) = source {
                             logged.remember.push(Op::Remember { source_id, until });
                         }
                         logged.announce |= announce;
-                        logged.enqueued.push((seq, record, reply));
+                        logged.enqueued.push((seq, Held::Journal(at, record.len()), reply));
                     }
                     (Op::Complete { seq, how, retries, .. }, Some(_)) => {
                         journal.done(
@@ -975,7 +1007,7 @@ impl Writer {
                     (Op::Update { seq, event }, Some(_)) => {
                         // Progress is not made durable (see `Queue::update`); a checkpoint
                         // stores the latest.
-                        resident.insert(seq, encode_event(&event));
+                        resident.events.insert(seq, Held::Updated(encode_event(&event)));
                     }
                     (op @ Op::DeadLetter { .. }, Some(seq)) => {
                         logged.moved.push(seq);
@@ -1015,7 +1047,7 @@ impl Writer {
         let c = &self.counters;
         let mut resident = self.resident.lock().expect("resident lock");
         for (seq, how, retries) in done {
-            resident.remove(&seq);
+            resident.events.remove(&seq);
             match how {
                 Completion::Delivered => {
                     c.delivered.fetch_add(1, Ordering::Relaxed);
@@ -1038,8 +1070,8 @@ impl Writer {
                 c.queue_depth.fetch_add(n, Ordering::Relaxed);
                 journaled.accepted += n;
                 let mut answers = Vec::with_capacity(enqueued.len());
-                for (seq, record, reply) in enqueued {
-                    resident.insert(seq, record);
+                for (seq, held, reply) in enqueued {
+                    resident.events.insert(seq, held);
                     answers.push((reply, Ok(seq)));
                 }
                 answers
@@ -1080,8 +1112,9 @@ impl Writer {
         let txn = self.db.begin_write()?;
         {
             let mut events = txn.open_table(EVENTS)?;
-            for (seq, record) in resident.iter() {
-                events.insert(*seq, record.as_slice())?;
+            for (seq, held) in &resident.events {
+                let bytes = resident.read(held).map_err(redb::StorageError::Io)?;
+                events.insert(*seq, &*bytes)?;
             }
             let mut meta = txn.open_table(META)?;
             meta.insert("next_seq", self.next_seq.get())?;
@@ -1093,7 +1126,7 @@ impl Writer {
         }
         txn.commit()?;
         journal.restart(epoch);
-        resident.clear();
+        resident.events.clear();
         let Journaled { received, rejected, .. } = self.journaled.get();
         self.journaled.set(Journaled { received, rejected, ..Journaled::default() });
         self.persisted.set(counters);
@@ -1169,7 +1202,7 @@ impl Writer {
                     let mut resident = self.resident.lock().expect("resident lock");
                     let mut journal = self.journal.borrow_mut();
                     for seq in moved {
-                        resident.remove(seq);
+                        resident.events.remove(seq);
                         journal.done(*seq, Outcome::DeadLettered);
                     }
                 }

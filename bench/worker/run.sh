@@ -5,7 +5,11 @@
 #   (b) Node-RED running the equivalent flow (http in → function → http request → response).
 # The sink is nginx answering 204. wrk drives each for the same time and connections.
 # Prints requests/s, p50/p99 latency, worker RSS (idle and peak), and the ratios.
-#   bench/worker/run.sh [seconds=20] [connections=64]
+#   bench/worker/run.sh [seconds=20] [connections=64] [rounds=4]
+# nginx and the worker's two modes each get `seconds` in all, in `rounds` alternating slices
+# (nginx, durable, synchronous, nginx, ...): requests/s of one system move ±15% within a
+# minute on a shared machine, so the ratios are taken per round, beside each other, and the
+# median is what counts. Node-RED, far behind, is measured once.
 # Installs what is missing: wrk and nginx (Debian), node-red (npm, into bench/worker/.cache).
 # SWITCHBOARD_BIN=path runs that binary instead of building this checkout (to compare two
 # builds under the same conditions, one run after the other).
@@ -14,9 +18,11 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 seconds="${1:-20}"
 connections="${2:-64}"
+rounds="${3:-4}"
+slice=$(( seconds / rounds > 2 ? seconds / rounds : 2 ))
 threads=2
 source "$here/common.sh"
-SINK=$(free_port) PROXY=$(free_port) NODERED=$(free_port) WORKER=$(free_port) ADMIN=$(free_port)
+SINK=$(free_port) PROXY=$(free_port) NODERED=$(free_port)
 need_apt wrk wrk
 need_apt nginx nginx
 if [ ! -f "$here/.cache/node_modules/node-red/red.js" ]; then
@@ -47,62 +53,104 @@ pids+=($!)
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 hwm_kib() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
 
-declare -A RPS P50 P99 NOTE
-run_wrk() { # name url
+# One wrk run of SECONDS against URL, appended to $work/runs.tsv as NAME, requests/s, p50, p99
+# and non-2xx answers.
+run_wrk() { # name url seconds
   local out
-  out="$(wrk -t"$threads" -c"$connections" -d"${seconds}s" --latency -s "$here/post.lua" "$2")"
-  echo "$out" > "$work/wrk-$1.txt"
-  RPS[$1]="$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")"
-  P50[$1]="$(awk '$1 == "50%" {print $2}' <<<"$out")"
-  P99[$1]="$(awk '$1 == "99%" {print $2}' <<<"$out")"
-  local non2xx
-  non2xx="$(awk '/Non-2xx/ {print $NF}' <<<"$out")"
-  NOTE[$1]="${non2xx:+non-2xx: $non2xx}"
+  out="$(wrk -t"$threads" -c"$connections" -d"${3}s" --latency -s "$here/post.lua" "$2")"
+  echo "$out" >> "$work/wrk-$1.txt"
+  awk -v name="$1" '
+    function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /m$/) return v * 60000; return v * 1000 }
+    /^Requests\/sec:/ {rps = $2} $1 == "50%" {p50 = ms($2)} $1 == "99%" {p99 = ms($2)} /Non-2xx/ {bad = $NF}
+    END {printf "%s\t%s\t%s\t%s\t%d\n", name, rps, p50, p99, bad}' <<<"$out" >> "$work/runs.tsv"
 }
 
-echo "== warming up and measuring (${seconds}s each, $connections connections, $threads wrk threads)"
-run_wrk nginx "http://127.0.0.1:$PROXY/hook"
-
+echo "== Node-RED (${seconds}s), then nginx and the worker in $rounds alternating rounds of ${slice}s ($connections connections, $threads wrk threads)"
 wait_port "$NODERED"
-run_wrk node-red "http://127.0.0.1:$NODERED/hook"
+# The port opens before the flow is deployed: wait for the flow to answer.
+for _ in $(seq 1 150); do
+  curl -sf -o /dev/null -X POST -H 'Content-Type: application/json' -d '{"severity":"info"}'     "http://127.0.0.1:$NODERED/hook" && break
+  sleep 0.2
+done
+run_wrk node-red "http://127.0.0.1:$NODERED/hook" "$seconds"
 kill "${pids[0]}"; pids=()
 
+# Both workers run from the start (on their own ports and data directories); the one not
+# driven idles.
+declare -A WPID WPORT APORT IDLE NOTE
 for mode in durable synchronous; do
+  WORKER=$(free_port) ADMIN=$(free_port)
+  WPORT[$mode]=$WORKER; APORT[$mode]=$ADMIN
   worker_config "$mode" > "$work/worker-$mode.yaml"
   "$bin" worker --config "$work/worker-$mode.yaml" --inbound-addr "127.0.0.1:$WORKER" \
     --admin-addr "127.0.0.1:$ADMIN" >"$work/worker-$mode.log" 2>&1 &
-  wpid=$!
-  pids+=($wpid)
+  WPID[$mode]=$!
+  pids+=($!)
   wait_port "$WORKER"; wait_port "$ADMIN"
-  sleep 1
-  idle="$(rss_kib "$wpid")"
-  run_wrk "worker-$mode" "http://127.0.0.1:$WORKER/hook"
+done
+sleep 1
+for mode in durable synchronous; do IDLE[$mode]="$(rss_kib "${WPID[$mode]}")"; done
+
+for round in $(seq 1 "$rounds"); do
+  run_wrk nginx "http://127.0.0.1:$PROXY/hook" "$slice"
+  for mode in durable synchronous; do
+    run_wrk "worker-$mode" "http://127.0.0.1:${WPORT[$mode]}/hook" "$slice"
+  done
+  echo "   round $round of $rounds done"
+done
+
+for mode in durable synchronous; do
   # Durable mode acknowledges on disk; wait for the queue to drain to the sink.
+  admin="http://127.0.0.1:${APORT[$mode]}"
   drain_start=$(date +%s.%N)
   for _ in $(seq 1 600); do
-    depth="$(curl -s "http://127.0.0.1:$ADMIN/status" | sed -n 's/.*"queueDepth":\([0-9]*\).*/\1/p')"
+    depth="$(curl -s "$admin/status" | sed -n 's/.*"queueDepth":\([0-9]*\).*/\1/p')"
     [ "$depth" = "0" ] && break
     sleep 0.1
   done
   drain=$(echo "$(date +%s.%N) - $drain_start" | bc)
-  status="$(curl -s "http://127.0.0.1:$ADMIN/status")"
+  status="$(curl -s "$admin/status")"
   delivered="$(sed -n 's/.*"delivered":\([0-9]*\).*/\1/p' <<<"$status")"
   accepted="$(sed -n 's/.*"accepted":\([0-9]*\).*/\1/p' <<<"$status")"
   dead="$(sed -n 's/.*"deadLettered":\([0-9]*\).*/\1/p' <<<"$status")"
-  peak="$(hwm_kib "$wpid")"
-  NOTE[worker-$mode]="accepted $accepted, delivered $delivered, dead-lettered $dead, drain $(printf "%.1f" "$drain")s; RSS idle $((idle / 1024)) MiB, peak $((peak / 1024)) MiB"
-  [ "$mode" = durable ] && idle_durable=$idle
-  kill -TERM "$wpid"; wait "$wpid" || true
-  pids=()
+  peak="$(hwm_kib "${WPID[$mode]}")"
+  printf 'worker-%s\taccepted %s, delivered %s, dead-lettered %s, drain %.1fs; RSS idle %s MiB, peak %s MiB\t%s\n' \
+    "$mode" "$accepted" "$delivered" "$dead" "$drain" "$((IDLE[$mode] / 1024))" "$((peak / 1024))" "${IDLE[$mode]}" >> "$work/notes.tsv"
+  kill -TERM "${WPID[$mode]}"; wait "${WPID[$mode]}" || true
 done
+pids=()
 
-printf '\n%-20s %12s %10s %10s  %s\n' system "requests/s" p50 p99 notes
-for name in nginx node-red worker-durable worker-synchronous; do
-  printf '%-20s %12s %10s %10s  %s\n' "$name" "${RPS[$name]}" "${P50[$name]}" "${P99[$name]}" "${NOTE[$name]:-}"
-done
-ratio() { echo "scale=2; $1 / $2" | bc; }
-echo
-echo "worker (durable) / nginx proxy_pass : $(ratio "${RPS[worker-durable]}" "${RPS[nginx]}")   (target >= 0.40)"
-echo "worker (durable) / Node-RED         : $(ratio "${RPS[worker-durable]}" "${RPS[node-red]}")   (target >= 10)"
-echo "worker (synchronous) / nginx        : $(ratio "${RPS[worker-synchronous]}" "${RPS[nginx]}")"
-echo "worker idle RSS                     : $((idle_durable / 1024)) MiB ($idle_durable KiB)   (target < 30 MiB)"
+python3 - "$work/runs.tsv" "$work/notes.tsv" <<'PY'
+import statistics, sys
+runs, notes = {}, {}
+for line in open(sys.argv[1]):
+    name, rps, p50, p99, bad = line.rstrip("\n").split("\t")
+    runs.setdefault(name, []).append((float(rps), float(p50), float(p99), int(bad)))
+for line in open(sys.argv[2]):
+    name, note, idle = line.rstrip("\n").split("\t")
+    notes[name] = (note, int(idle))
+print(f"\n{'system':<20} {'requests/s':>12} {'p50':>10} {'p99':>10}  notes")
+for name in ["nginx", "node-red", "worker-durable", "worker-synchronous"]:
+    rs = runs[name]
+    rps = statistics.mean(r[0] for r in rs)
+    p50 = statistics.median(r[1] for r in rs)
+    p99 = statistics.median(r[2] for r in rs)
+    note = notes.get(name, ("",))[0]
+    bad = sum(r[3] for r in rs)
+    note = (f"non-2xx: {bad}; " if bad else "") + note
+    print(f"{name:<20} {rps:>12.2f} {p50:>8.2f}ms {p99:>8.2f}ms  {note}")
+def per_round(name):
+    return [w[0] / n[0] for w, n in zip(runs[name], runs["nginx"])]
+def show(label, ratios, target=None):
+    spread = " ".join(f"{r:.2f}" for r in ratios)
+    goal = f"   (target >= {target:.2f})" if target else ""
+    print(f"{label:<36}: {statistics.median(ratios):.2f} median of rounds [{spread}]{goal}")
+print()
+show("worker (durable) / nginx proxy_pass", per_round("worker-durable"), 0.40)
+node_red = statistics.mean(r[0] for r in runs["node-red"])
+durable = statistics.mean(r[0] for r in runs["worker-durable"])
+print(f"{'worker (durable) / Node-RED':<36}: {durable / node_red:.2f}   (target >= 10)")
+show("worker (synchronous) / nginx", per_round("worker-synchronous"))
+idle = notes["worker-durable"][1]
+print(f"{'worker idle RSS':<36}: {idle // 1024} MiB ({idle} KiB)   (target < 30 MiB)")
+PY

@@ -761,29 +761,25 @@ fn recover(
     }
     // Accepted events not yet done, by key.
     let mut pending = BTreeMap::new();
-    let mut j = Journaled::default();
+    let mut d = Deltas::default();
+    let (mut received, mut rejected) = (0, 0);
     for record in records {
         match record {
             Record::Enqueue { seq, source, event } => {
                 next_seq = next_seq.max(seq + 1);
                 pending.insert(seq, (event, source));
-                j.accepted += 1;
+                d.accepted += 1;
             }
             Record::Done { seq, outcome } => {
                 if pending.remove(&seq).is_some() {
                     match outcome {
-                        Outcome::Delivered(retries) => {
-                            j.delivered += 1;
-                            j.retried += retries;
-                        }
-                        Outcome::Filtered => j.filtered += 1,
+                        Outcome::Delivered(retries) => d.done(Completion::Delivered, retries),
+                        Outcome::Filtered => d.done(Completion::Filtered, 0),
                         Outcome::DeadLettered => {}
                     }
                 }
             }
-            Record::Inbound { received, rejected } => {
-                (j.received, j.rejected) = (received, rejected)
-            }
+            Record::Inbound { received: r, rejected: x } => (received, rejected) = (r, x),
         }
     }
     let restored = (|| -> Result<u64, redb::Error> {
@@ -805,16 +801,12 @@ fn recover(
                 }
                 restored += 1;
             }
-            let c = counters;
-            c.accepted.fetch_add(j.accepted, Ordering::Relaxed);
-            c.delivered.fetch_add(j.delivered, Ordering::Relaxed);
-            c.filtered.fetch_add(j.filtered, Ordering::Relaxed);
-            c.retried.fetch_add(j.retried, Ordering::Relaxed);
-            c.received.fetch_max(j.received, Ordering::Relaxed);
-            c.rejected.fetch_max(j.rejected, Ordering::Relaxed);
-            c.queue_depth.fetch_add(restored, Ordering::Relaxed);
+            // The queue's depth was counted from the store when it was opened.
+            Deltas { depth_add: restored, depth_sub: 0, ..d }.apply(counters);
+            counters.received.fetch_max(received, Ordering::Relaxed);
+            counters.rejected.fetch_max(rejected, Ordering::Relaxed);
             let mut table = txn.open_table(COUNTERS)?;
-            for (key, value) in c.values() {
+            for (key, value) in counters.values() {
                 table.insert(key, value)?;
             }
             let mut meta = txn.open_table(META)?;
@@ -859,10 +851,8 @@ struct Writer {
 /// Counts carried by journal records (see [`Writer::journaled`]).
 #[derive(Clone, Copy, Default)]
 struct Journaled {
-    accepted: u64,
-    delivered: u64,
-    filtered: u64,
-    retried: u64,
+    /// What the records add to the counters.
+    counts: Deltas,
     /// The inbound side's counters as last written to the journal.
     received: u64,
     rejected: u64,
@@ -906,7 +896,7 @@ impl Answer {
 
 /// Deltas a batch makes to the counters; applied to the shared counters only once the batch
 /// is committed, so a failed commit never counts.
-#[derive(Default)]
+#[derive(Clone, Copy, Default)]
 struct Deltas {
     accepted: u64,
     filtered: u64,
@@ -919,6 +909,66 @@ struct Deltas {
     depth_sub: u64,
     pending_add: u64,
     pending_sub: u64,
+}
+
+impl Deltas {
+    /// Count an event that left the queue.
+    fn done(&mut self, how: Completion, retries: u64) {
+        match how {
+            Completion::Delivered => self.delivered += 1,
+            Completion::Filtered => self.filtered += 1,
+        }
+        self.retried += retries;
+        self.depth_sub += 1;
+    }
+
+    /// Add what the journal's records count (see [`Writer::stored_values`]).
+    fn add(&mut self, other: &Deltas) {
+        self.accepted += other.accepted;
+        self.delivered += other.delivered;
+        self.filtered += other.filtered;
+        self.retried += other.retried;
+    }
+
+    /// Add the deltas to the counters.
+    fn apply(&self, c: &StoreCounters) {
+        let d = self;
+        c.accepted.fetch_add(d.accepted, Ordering::Relaxed);
+        c.filtered.fetch_add(d.filtered, Ordering::Relaxed);
+        c.delivered.fetch_add(d.delivered, Ordering::Relaxed);
+        c.retried.fetch_add(d.retried, Ordering::Relaxed);
+        c.dead_lettered.fetch_add(d.dead_lettered, Ordering::Relaxed);
+        c.dead_letters_dropped.fetch_add(d.dead_letters_dropped, Ordering::Relaxed);
+        c.replayed.fetch_add(d.replayed, Ordering::Relaxed);
+        c.queue_depth.fetch_add(d.depth_add, Ordering::Relaxed);
+        c.queue_depth
+            .fetch_sub(d.depth_sub.min(c.queue_depth.load(Ordering::Relaxed)), Ordering::Relaxed);
+        c.dead_letters_pending.fetch_add(d.pending_add, Ordering::Relaxed);
+        c.dead_letters_pending.fetch_sub(
+            d.pending_sub.min(c.dead_letters_pending.load(Ordering::Relaxed)),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Take back what [`Deltas::apply`] added.
+    fn revert(&self, c: &StoreCounters) {
+        let d = self;
+        c.accepted.fetch_sub(d.accepted, Ordering::Relaxed);
+        c.filtered.fetch_sub(d.filtered, Ordering::Relaxed);
+        c.delivered.fetch_sub(d.delivered, Ordering::Relaxed);
+        c.retried.fetch_sub(d.retried, Ordering::Relaxed);
+        c.dead_lettered.fetch_sub(d.dead_lettered, Ordering::Relaxed);
+        c.dead_letters_dropped.fetch_sub(d.dead_letters_dropped, Ordering::Relaxed);
+        c.replayed.fetch_sub(d.replayed, Ordering::Relaxed);
+        c.queue_depth
+            .fetch_sub(d.depth_add.min(c.queue_depth.load(Ordering::Relaxed)), Ordering::Relaxed);
+        c.queue_depth.fetch_add(d.depth_sub, Ordering::Relaxed);
+        c.dead_letters_pending.fetch_sub(
+            d.pending_add.min(c.dead_letters_pending.load(Ordering::Relaxed)),
+            Ordering::Relaxed,
+        );
+        c.dead_letters_pending.fetch_add(d.pending_sub, Ordering::Relaxed);
+    }
 }
 
 /// Whether the writer waits up to [`GATHER`] before a commit: only under load, that is when
@@ -1044,31 +1094,16 @@ impl Writer {
         };
         // Completions are applied whatever the write did: the deliveries happened, and a
         // completion lost to a crash only means a duplicate delivery.
-        let c = &self.counters;
+        let mut d = Deltas::default();
         let mut resident = self.resident.lock().expect("resident lock");
         for (seq, how, retries) in done {
             resident.events.remove(&seq);
-            match how {
-                Completion::Delivered => {
-                    c.delivered.fetch_add(1, Ordering::Relaxed);
-                    journaled.delivered += 1;
-                }
-                Completion::Filtered => {
-                    c.filtered.fetch_add(1, Ordering::Relaxed);
-                    journaled.filtered += 1;
-                }
-            }
-            c.retried.fetch_add(retries, Ordering::Relaxed);
-            journaled.retried += retries;
-            c.queue_depth
-                .fetch_sub(1.min(c.queue_depth.load(Ordering::Relaxed)), Ordering::Relaxed);
+            d.done(how, retries);
         }
         let answers = match written {
             Ok(()) => {
-                let n = enqueued.len() as u64;
-                c.accepted.fetch_add(n, Ordering::Relaxed);
-                c.queue_depth.fetch_add(n, Ordering::Relaxed);
-                journaled.accepted += n;
+                d.accepted += enqueued.len() as u64;
+                d.depth_add += enqueued.len() as u64;
                 let mut answers = Vec::with_capacity(enqueued.len());
                 for (seq, held, reply) in enqueued {
                     resident.events.insert(seq, held);
@@ -1087,6 +1122,8 @@ impl Writer {
             }
         };
         drop(resident);
+        d.apply(&self.counters);
+        journaled.counts.add(&d);
         self.journaled.set(journaled);
         let accepted = answers.iter().any(|(_, r)| r.is_ok());
         // Sender ids are remembered once their events are durable: an id remembered for an
@@ -1139,10 +1176,10 @@ impl Writer {
         let mut values = self.counters.values();
         for (key, value) in values.iter_mut() {
             let journaled = match *key {
-                "accepted" => j.accepted,
-                "delivered" => j.delivered,
-                "filtered" => j.filtered,
-                "retried" => j.retried,
+                "accepted" => j.counts.accepted,
+                "delivered" => j.counts.delivered,
+                "filtered" => j.counts.filtered,
+                "retried" => j.counts.retried,
                 _ => 0,
             };
             *value = value.saturating_sub(journaled);
@@ -1178,17 +1215,17 @@ impl Writer {
                 self.enforce_dead_letter_limit(&mut tables, &mut deltas)?;
                 next_seq = tables.save_seqs()?;
                 // Persist the counters as they will be after this batch.
-                self.apply_deltas(&deltas);
+                deltas.apply(&self.counters);
                 let counters = self.stored_values();
                 let saved = self.save_counters(&txn, &counters);
                 if let Err(e) = saved {
-                    self.revert_deltas(&deltas);
+                    deltas.revert(&self.counters);
                     return Err(e);
                 }
                 persisted = Some(counters);
             }
             txn.commit().map_err(|e| {
-                self.revert_deltas(&deltas);
+                deltas.revert(&self.counters);
                 e.into()
             })
         })();
@@ -1238,44 +1275,6 @@ impl Writer {
             table.insert(*key, *value)?;
         }
         Ok(())
-    }
-
-    fn apply_deltas(&self, d: &Deltas) {
-        let c = &self.counters;
-        c.accepted.fetch_add(d.accepted, Ordering::Relaxed);
-        c.filtered.fetch_add(d.filtered, Ordering::Relaxed);
-        c.delivered.fetch_add(d.delivered, Ordering::Relaxed);
-        c.retried.fetch_add(d.retried, Ordering::Relaxed);
-        c.dead_lettered.fetch_add(d.dead_lettered, Ordering::Relaxed);
-        c.dead_letters_dropped.fetch_add(d.dead_letters_dropped, Ordering::Relaxed);
-        c.replayed.fetch_add(d.replayed, Ordering::Relaxed);
-        c.queue_depth.fetch_add(d.depth_add, Ordering::Relaxed);
-        c.queue_depth
-            .fetch_sub(d.depth_sub.min(c.queue_depth.load(Ordering::Relaxed)), Ordering::Relaxed);
-        c.dead_letters_pending.fetch_add(d.pending_add, Ordering::Relaxed);
-        c.dead_letters_pending.fetch_sub(
-            d.pending_sub.min(c.dead_letters_pending.load(Ordering::Relaxed)),
-            Ordering::Relaxed,
-        );
-    }
-
-    fn revert_deltas(&self, d: &Deltas) {
-        let c = &self.counters;
-        c.accepted.fetch_sub(d.accepted, Ordering::Relaxed);
-        c.filtered.fetch_sub(d.filtered, Ordering::Relaxed);
-        c.delivered.fetch_sub(d.delivered, Ordering::Relaxed);
-        c.retried.fetch_sub(d.retried, Ordering::Relaxed);
-        c.dead_lettered.fetch_sub(d.dead_lettered, Ordering::Relaxed);
-        c.dead_letters_dropped.fetch_sub(d.dead_letters_dropped, Ordering::Relaxed);
-        c.replayed.fetch_sub(d.replayed, Ordering::Relaxed);
-        c.queue_depth
-            .fetch_sub(d.depth_add.min(c.queue_depth.load(Ordering::Relaxed)), Ordering::Relaxed);
-        c.queue_depth.fetch_add(d.depth_sub, Ordering::Relaxed);
-        c.dead_letters_pending.fetch_sub(
-            d.pending_add.min(c.dead_letters_pending.load(Ordering::Relaxed)),
-            Ordering::Relaxed,
-        );
-        c.dead_letters_pending.fetch_add(d.pending_sub, Ordering::Relaxed);
     }
 
     fn apply(

@@ -175,8 +175,8 @@ pub struct StoreCounters {
     pub queue_depth: AtomicU64,
     /// Dead letters not yet replayed.
     pub dead_letters_pending: AtomicU64,
-    /// Batches committed by this process (each one journal sync and one redb transaction at
-    /// most): with group commit, far fewer than the operations they carry.
+    /// Batches the writer applied in this process (each one journal sync and one redb
+    /// transaction at most): with group commit, far fewer than the operations they carry.
     pub commits: AtomicU64,
     /// Operations carried by those transactions.
     pub committed_ops: AtomicU64,
@@ -1023,7 +1023,9 @@ impl Writer {
             // The journal grows past its preallocated size until a checkpoint succeeds.
             tracing::error!(store = %self.path.display(), error = %e, "queue checkpoint failed");
         }
-        let op_count = ops.len() as u64;
+        // Counted before any caller is answered, so that an answered caller sees its batch.
+        self.counters.commits.fetch_add(1, Ordering::Relaxed);
+        self.counters.committed_ops.fetch_add(ops.len() as u64, Ordering::Relaxed);
         let mut logged = Logged::default();
         let mut stored = Vec::new();
         {
@@ -1072,8 +1074,6 @@ impl Writer {
             self.commit_store(stored, &logged.moved);
         }
         self.commit_journal(logged, durable);
-        self.counters.commits.fetch_add(1, Ordering::Relaxed);
-        self.counters.committed_ops.fetch_add(op_count, Ordering::Relaxed);
     }
 
     /// Write (and when needed sync) the batch's journal records, then apply them and answer.

@@ -191,25 +191,23 @@ impl Journal {
     /// Write the pending records; with `sync`, make everything written so far durable. On an
     /// error the records are dropped and the next write starts where this one did.
     pub fn write(&mut self, sync: bool) -> std::io::Result<()> {
-        let buf = std::mem::take(&mut self.buf);
-        let result = (|| {
-            if !buf.is_empty() {
-                self.file.write_all_at(&buf, self.len)?;
-                self.unsynced = true;
-            }
-            if sync && self.unsynced {
-                self.file.sync_data()?;
-                self.unsynced = false;
-            }
-            Ok(())
-        })();
-        if result.is_ok() {
-            self.len += buf.len() as u64;
-        }
-        // Keep the buffer's allocation for the next batch.
-        self.buf = buf;
+        let result = self.write_pending(sync);
+        // The allocation is kept for the next batch.
         self.buf.clear();
         result
+    }
+
+    fn write_pending(&mut self, sync: bool) -> std::io::Result<()> {
+        if !self.buf.is_empty() {
+            self.file.write_all_at(&self.buf, self.len)?;
+            self.unsynced = true;
+        }
+        if sync && self.unsynced {
+            self.file.sync_data()?;
+            self.unsynced = false;
+        }
+        self.len += self.buf.len() as u64;
+        Ok(())
     }
 
     /// Start over at the beginning of the file, in `epoch` (after a checkpoint that stored

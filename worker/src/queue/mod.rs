@@ -446,8 +446,9 @@ impl Queue {
             .create(&path)
             .map_err(|e| storage(&path, e))?;
         let counters = Arc::new(StoreCounters::default());
-        {
+        let (epoch, next_seq) = {
             let txn = db.begin_write().map_err(|e| storage(&path, e))?;
+            let keys;
             {
                 // Create every table so readers never meet a missing one.
                 let events = txn.open_table(EVENTS).map_err(|e| storage(&path, e))?;
@@ -455,7 +456,11 @@ impl Queue {
                 txn.open_table(DEDUP_TTL).map_err(|e| storage(&path, e))?;
                 let dead = txn.open_table(DEAD).map_err(|e| storage(&path, e))?;
                 txn.open_table(DEAD_INDEX).map_err(|e| storage(&path, e))?;
-                txn.open_table(META).map_err(|e| storage(&path, e))?;
+                let meta = txn.open_table(META).map_err(|e| storage(&path, e))?;
+                let read = |key| -> Result<Option<u64>, QueueError> {
+                    Ok(meta.get(key).map_err(|e| storage(&path, e))?.map(|v| v.value()))
+                };
+                keys = (read("journal_epoch")?.unwrap_or(0), read("next_seq")?.unwrap_or(1));
                 let table = txn.open_table(COUNTERS).map_err(|e| storage(&path, e))?;
                 counters.restore(&table).map_err(|e| storage(&path, e))?;
                 counters
@@ -473,8 +478,9 @@ impl Queue {
                 counters.dead_letters_pending.store(pending, Ordering::Relaxed);
             }
             txn.commit().map_err(|e| storage(&path, e))?;
-        }
-        let (journal, next_seq) = recover(&db, dir, &counters)?;
+            keys
+        };
+        let (journal, next_seq) = recover(&db, dir, &counters, epoch, next_seq)?;
         let db = Arc::new(db);
         let notify = Arc::new(Notify::new());
         let resident = Arc::new(Mutex::new(Resident {
@@ -739,22 +745,17 @@ impl Queue {
 
 /// Replay the journal into the store after a crash: the events it accepted and that did not
 /// leave the queue are stored (with their sender ids), its counts are added to the counters,
-/// and the journal starts a new epoch, all in one durable transaction. Returns the journal
-/// and the next event key.
+/// and the journal starts a new epoch, all in one durable transaction. `epoch` and
+/// `next_seq` are the store's; returns the journal and the next event key.
 fn recover(
     db: &Database,
     dir: &Path,
     counters: &StoreCounters,
+    epoch: u64,
+    mut next_seq: u64,
 ) -> Result<(Journal, u64), QueueError> {
     let path = dir.join(journal::JOURNAL_FILE);
     let fail = |e: &dyn std::fmt::Display| storage(&path, e);
-    let meta = |key: &str| -> Result<Option<u64>, QueueError> {
-        let txn = db.begin_read().map_err(|e| fail(&e))?;
-        let table = txn.open_table(META).map_err(|e| fail(&e))?;
-        Ok(table.get(key).map_err(|e| fail(&e))?.map(|v| v.value()))
-    };
-    let epoch = meta("journal_epoch")?.unwrap_or(0);
-    let mut next_seq = meta("next_seq")?.unwrap_or(1);
     let (mut journal, records) = Journal::open(dir, epoch).map_err(|e| fail(&e))?;
     if records.is_empty() {
         return Ok((journal, next_seq));
@@ -805,13 +806,7 @@ fn recover(
             Deltas { depth_add: restored, depth_sub: 0, ..d }.apply(counters);
             counters.received.fetch_max(received, Ordering::Relaxed);
             counters.rejected.fetch_max(rejected, Ordering::Relaxed);
-            let mut table = txn.open_table(COUNTERS)?;
-            for (key, value) in counters.values() {
-                table.insert(key, value)?;
-            }
-            let mut meta = txn.open_table(META)?;
-            meta.insert("next_seq", next_seq)?;
-            meta.insert("journal_epoch", epoch + 1)?;
+            start_epoch(&txn, epoch + 1, next_seq, &counters.values())?;
         }
         txn.commit()?;
         Ok(restored)
@@ -820,6 +815,25 @@ fn recover(
     journal.restart(epoch + 1);
     tracing::info!(events = restored, journal = %path.display(), "queue journal replayed");
     Ok((journal, next_seq))
+}
+
+/// What a checkpoint stores beside the events it moves: the journal's new epoch (records of
+/// older ones are not replayed), the next event key, and every counter, journal's share
+/// included.
+fn start_epoch(
+    txn: &redb::WriteTransaction,
+    epoch: u64,
+    next_seq: u64,
+    counters: &PersistedCounters,
+) -> Result<(), redb::Error> {
+    let mut meta = txn.open_table(META)?;
+    meta.insert("journal_epoch", epoch)?;
+    meta.insert("next_seq", next_seq)?;
+    let mut table = txn.open_table(COUNTERS)?;
+    for (key, value) in counters {
+        table.insert(*key, *value)?;
+    }
+    Ok(())
 }
 
 /// Milliseconds since the Unix epoch.
@@ -930,44 +944,35 @@ impl Deltas {
         self.retried += other.retried;
     }
 
-    /// Add the deltas to the counters.
+    /// Each counter with what the deltas add to it and take from it.
+    fn per_counter<'c>(&self, c: &'c StoreCounters) -> [(&'c AtomicU64, u64, u64); 9] {
+        [
+            (&c.accepted, self.accepted, 0),
+            (&c.filtered, self.filtered, 0),
+            (&c.delivered, self.delivered, 0),
+            (&c.retried, self.retried, 0),
+            (&c.dead_lettered, self.dead_lettered, 0),
+            (&c.dead_letters_dropped, self.dead_letters_dropped, 0),
+            (&c.replayed, self.replayed, 0),
+            (&c.queue_depth, self.depth_add, self.depth_sub),
+            (&c.dead_letters_pending, self.pending_add, self.pending_sub),
+        ]
+    }
+
+    /// Add the deltas to the counters (a counter never goes below zero).
     fn apply(&self, c: &StoreCounters) {
-        let d = self;
-        c.accepted.fetch_add(d.accepted, Ordering::Relaxed);
-        c.filtered.fetch_add(d.filtered, Ordering::Relaxed);
-        c.delivered.fetch_add(d.delivered, Ordering::Relaxed);
-        c.retried.fetch_add(d.retried, Ordering::Relaxed);
-        c.dead_lettered.fetch_add(d.dead_lettered, Ordering::Relaxed);
-        c.dead_letters_dropped.fetch_add(d.dead_letters_dropped, Ordering::Relaxed);
-        c.replayed.fetch_add(d.replayed, Ordering::Relaxed);
-        c.queue_depth.fetch_add(d.depth_add, Ordering::Relaxed);
-        c.queue_depth
-            .fetch_sub(d.depth_sub.min(c.queue_depth.load(Ordering::Relaxed)), Ordering::Relaxed);
-        c.dead_letters_pending.fetch_add(d.pending_add, Ordering::Relaxed);
-        c.dead_letters_pending.fetch_sub(
-            d.pending_sub.min(c.dead_letters_pending.load(Ordering::Relaxed)),
-            Ordering::Relaxed,
-        );
+        for (counter, add, sub) in self.per_counter(c) {
+            counter.fetch_add(add, Ordering::Relaxed);
+            counter.fetch_sub(sub.min(counter.load(Ordering::Relaxed)), Ordering::Relaxed);
+        }
     }
 
     /// Take back what [`Deltas::apply`] added.
     fn revert(&self, c: &StoreCounters) {
-        let d = self;
-        c.accepted.fetch_sub(d.accepted, Ordering::Relaxed);
-        c.filtered.fetch_sub(d.filtered, Ordering::Relaxed);
-        c.delivered.fetch_sub(d.delivered, Ordering::Relaxed);
-        c.retried.fetch_sub(d.retried, Ordering::Relaxed);
-        c.dead_lettered.fetch_sub(d.dead_lettered, Ordering::Relaxed);
-        c.dead_letters_dropped.fetch_sub(d.dead_letters_dropped, Ordering::Relaxed);
-        c.replayed.fetch_sub(d.replayed, Ordering::Relaxed);
-        c.queue_depth
-            .fetch_sub(d.depth_add.min(c.queue_depth.load(Ordering::Relaxed)), Ordering::Relaxed);
-        c.queue_depth.fetch_add(d.depth_sub, Ordering::Relaxed);
-        c.dead_letters_pending.fetch_sub(
-            d.pending_add.min(c.dead_letters_pending.load(Ordering::Relaxed)),
-            Ordering::Relaxed,
-        );
-        c.dead_letters_pending.fetch_add(d.pending_sub, Ordering::Relaxed);
+        for (counter, add, sub) in self.per_counter(c) {
+            counter.fetch_sub(add.min(counter.load(Ordering::Relaxed)), Ordering::Relaxed);
+            counter.fetch_add(sub, Ordering::Relaxed);
+        }
     }
 }
 
@@ -1153,13 +1158,7 @@ impl Writer {
                 let bytes = resident.read(held).map_err(redb::StorageError::Io)?;
                 events.insert(*seq, &*bytes)?;
             }
-            let mut meta = txn.open_table(META)?;
-            meta.insert("next_seq", self.next_seq.get())?;
-            meta.insert("journal_epoch", epoch)?;
-            let mut table = txn.open_table(COUNTERS)?;
-            for (key, value) in counters {
-                table.insert(key, value)?;
-            }
+            start_epoch(&txn, epoch, self.next_seq.get(), &counters)?;
         }
         txn.commit()?;
         journal.restart(epoch);

@@ -278,7 +278,16 @@ impl Template {
 
     /// Render with the values in `vars`.
     pub fn render(&self, vars: &Variables<'_>) -> Result<String, TemplateError> {
-        let mut out = String::new();
+        // Room for the literals and short values, so a small body is written without regrowing.
+        let literal: usize = self
+            .segments
+            .iter()
+            .map(|s| match s {
+                Segment::Literal(text) => text.len(),
+                Segment::Placeholder { .. } => 32,
+            })
+            .sum();
+        let mut out = String::with_capacity(literal);
         for segment in &self.segments {
             match segment {
                 Segment::Literal(text) => match self.encoding {
@@ -297,9 +306,7 @@ impl Template {
             }
         }
         if self.encoding == Encoding::Json {
-            // Parsed fully (not just skimmed), so numbers out of range are refused here too.
-            serde_json::from_str::<serde_json::Value>(&out)
-                .map_err(|e| TemplateError::InvalidJson { reason: e.to_string() })?;
+            check_json(&out).map_err(|e| TemplateError::InvalidJson { reason: e.to_string() })?;
         }
         Ok(out)
     }
@@ -421,24 +428,78 @@ pub fn header_forbidden(value: &str) -> Option<&'static str> {
 
 /// Append `value` as the content of a JSON string.
 pub fn escape_json_string(out: &mut String, value: &str) {
-    for c in value.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
+    // Runs of characters that need no escape are copied whole.
+    let mut plain = 0;
+    for (at, c) in value.char_indices() {
+        let escape = match c {
+            '"' => Some("\\\""),
+            '\\' => Some("\\\\"),
+            '\n' => Some("\\n"),
+            '\r' => Some("\\r"),
+            '\t' => Some("\\t"),
             // HTML-significant and JavaScript line separators are escaped too, so a body that
             // is later embedded in a page or script cannot be broken out of either.
-            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
-                out.push_str(&format!("\\u{:04x}", c as u32));
+            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => None,
+            c if (c as u32) < 0x20 || c == '\u{7f}' => None,
+            _ => continue,
+        };
+        out.push_str(&value[plain..at]);
+        match escape {
+            Some(escape) => out.push_str(escape),
+            None => {
+                use std::fmt::Write;
+                let _ = write!(out, "\\u{:04x}", c as u32);
             }
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                out.push_str(&format!("\\u{:04x}", c as u32));
-            }
-            c => out.push(c),
+        }
+        plain = at + c.len_utf8();
+    }
+    out.push_str(&value[plain..]);
+}
+
+/// Check that `text` is one JSON document as [`serde_json::Value`] would read it (numbers in
+/// range included), without building the value.
+fn check_json(text: &str) -> Result<(), serde_json::Error> {
+    use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+
+    struct Checked;
+    impl<'de> Deserialize<'de> for Checked {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Checked, D::Error> {
+            deserializer.deserialize_any(Checked)
         }
     }
+    impl<'de> Visitor<'de> for Checked {
+        type Value = Checked;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON value")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Checked, E> {
+            Ok(Checked)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Checked, E> {
+            Ok(Checked)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Checked, E> {
+            Ok(Checked)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Checked, E> {
+            Ok(Checked)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Checked, E> {
+            Ok(Checked)
+        }
+        fn visit_unit<E>(self) -> Result<Checked, E> {
+            Ok(Checked)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<Checked, A::Error> {
+            while items.next_element::<Checked>()?.is_some() {}
+            Ok(Checked)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut entries: A) -> Result<Checked, A::Error> {
+            while entries.next_entry::<Checked, Checked>()?.is_some() {}
+            Ok(Checked)
+        }
+    }
+    serde_json::from_str::<Checked>(text).map(|_| ())
 }
 
 fn escape_xml(out: &mut String, name: &str, value: &str) -> Result<(), TemplateError> {
@@ -531,6 +592,27 @@ mod tests {
         let parsed: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(parsed.as_object().unwrap().len(), 1);
         assert_eq!(parsed["a"], "x\",\"admin\":true,\"y\":\"");
+    }
+
+    #[test]
+    fn json_string_values_are_escaped_and_read_back_unchanged() {
+        let value = "plain é\"q\\b\n\r\t<a href>&\u{2028}\u{2029}\u{1}\u{7f}😀 end";
+        let out = render(r#"{"a":"${v}","b":[1,{"c":null}]}"#, Encoding::Json, value).unwrap();
+        assert_eq!(
+            out,
+            r#"{"a":"plain é\"q\\b\n\r\t\u003ca href\u003e\u0026\u2028\u2029\u0001\u007f😀 end","b":[1,{"c":null}]}"#
+        );
+        let parsed: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(parsed["a"], value);
+        // The rendered document is checked whole: what a value cannot break, a template can.
+        assert!(matches!(
+            render(r#"{"a":"${v}",}"#, Encoding::Json, "x"),
+            Err(TemplateError::InvalidJson { .. })
+        ));
+        assert!(matches!(
+            render(r#"{"a":"${v}"} {}"#, Encoding::Json, "x"),
+            Err(TemplateError::InvalidJson { .. })
+        ));
     }
 
     #[test]

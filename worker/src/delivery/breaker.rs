@@ -141,10 +141,10 @@ impl Breakers {
             return;
         }
         let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
-        if !states.contains_key(key) {
-            states.insert(Arc::from(key), State::Closed { failures: 0 });
-        }
-        let state = states.get_mut(key).expect("inserted above");
+        let state = match states.get_mut(key) {
+            Some(state) => state,
+            None => states.entry(Arc::from(key)).or_insert(State::Closed { failures: 0 }),
+        };
         let open =
             || State::Open { until: Instant::now() + Duration::from_millis(config.open_for_ms) };
         let next = match (&*state, verdict) {

@@ -1,7 +1,8 @@
 //! The records the queue stores: accepted events, their delivery attempts, and dead letters.
 //!
-//! An event is stored as a small JSON header followed by the raw body bytes, so a body is
-//! never re-encoded (and a megabyte of JSON is not turned into a megabyte of base64).
+//! An event is stored as a small binary header followed by the raw body bytes, so a body is
+//! never re-encoded (and a megabyte of JSON is not turned into a megabyte of base64). Events
+//! stored by earlier versions have a JSON header instead; they are still read.
 
 use std::collections::BTreeMap;
 
@@ -133,28 +134,176 @@ pub fn sanitize_message(text: &str) -> String {
     out
 }
 
-/// Encode an event for storage: `u32` header length, JSON header, raw body.
+/// First byte of a binary event header. Events stored before it existed have a JSON header,
+/// which starts with `{`; both are read.
+const BINARY_HEADER: u8 = 1;
+
+/// Length written for an absent optional string.
+const ABSENT: u32 = u32::MAX;
+
+/// Encode an event for storage: `u32` header length, header, raw body. The header is binary
+/// (length-prefixed strings in a fixed order); the parts only retried or replayed events
+/// have (attempts, replays) and CloudEvents attributes are JSON inside it.
 pub fn encode_event(event: &QueuedEvent) -> Vec<u8> {
     // One buffer for every event (a typical header fits the reserve): the header is written
-    // in place and its length patched in front, instead of a second buffer copied over.
-    let mut out = Vec::with_capacity(4 + 512 + event.body.len());
+    // in place and its length patched in front.
+    let mut out = Vec::with_capacity(4 + 256 + event.body.len());
     out.extend_from_slice(&[0; 4]);
-    serde_json::to_writer(&mut out, event).expect("a QueuedEvent always serializes");
+    out.push(BINARY_HEADER);
+    let w = &mut out;
+    put_str(w, &event.id);
+    put_opt(w, event.source_id.as_deref());
+    w.extend_from_slice(&event.received_at.timestamp().to_le_bytes());
+    w.extend_from_slice(&event.received_at.timestamp_subsec_nanos().to_le_bytes());
+    put_str(w, &event.route);
+    put_len(w, event.pending_targets.len());
+    for target in &event.pending_targets {
+        put_str(w, target);
+    }
+    let request = &event.request;
+    put_str(w, &request.method);
+    put_str(w, &request.path);
+    for map in [&request.headers, &request.query, &request.params] {
+        put_len(w, map.len());
+        for (name, value) in map {
+            put_str(w, name);
+            put_str(w, value);
+        }
+    }
+    put_opt(w, request.content_type.as_deref());
+    put_json(w, request.cloud_event.as_ref());
+    put_json(w, Some(&event.attempts).filter(|a| !a.is_empty()));
+    put_json(w, Some(&event.replays).filter(|r| !r.is_empty()));
     let header_len = (out.len() - 4) as u32;
     out[..4].copy_from_slice(&header_len.to_le_bytes());
     out.extend_from_slice(&event.body);
     out
 }
 
-/// Decode what [`encode_event`] wrote.
+fn put_len(out: &mut Vec<u8>, len: usize) {
+    out.extend_from_slice(&(len as u32).to_le_bytes());
+}
+
+fn put_str(out: &mut Vec<u8>, text: &str) {
+    put_len(out, text.len());
+    out.extend_from_slice(text.as_bytes());
+}
+
+fn put_opt(out: &mut Vec<u8>, text: Option<&str>) {
+    match text {
+        Some(text) => put_str(out, text),
+        None => out.extend_from_slice(&ABSENT.to_le_bytes()),
+    }
+}
+
+fn put_json(out: &mut Vec<u8>, value: Option<&impl Serialize>) {
+    match value {
+        Some(value) => {
+            let at = out.len();
+            out.extend_from_slice(&[0; 4]);
+            serde_json::to_writer(&mut *out, value).expect("stored values always serialize");
+            let len = (out.len() - at - 4) as u32;
+            out[at..at + 4].copy_from_slice(&len.to_le_bytes());
+        }
+        None => out.extend_from_slice(&ABSENT.to_le_bytes()),
+    }
+}
+
+/// Reads a binary header; every read fails on a record cut short.
+struct Fields<'a>(&'a [u8]);
+
+impl<'a> Fields<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        if self.0.len() < n {
+            return Err("record header cut short".into());
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn u32(&mut self) -> Result<u32, String> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("four bytes")))
+    }
+
+    fn i64(&mut self) -> Result<i64, String> {
+        Ok(i64::from_le_bytes(self.take(8)?.try_into().expect("eight bytes")))
+    }
+
+    fn bytes(&mut self) -> Result<Option<&'a [u8]>, String> {
+        match self.u32()? {
+            ABSENT => Ok(None),
+            len => self.take(len as usize).map(Some),
+        }
+    }
+
+    fn opt(&mut self) -> Result<Option<String>, String> {
+        self.bytes()?
+            .map(|b| String::from_utf8(b.to_vec()).map_err(|_| "record header: not UTF-8".into()))
+            .transpose()
+    }
+
+    fn str(&mut self) -> Result<String, String> {
+        self.opt()?.ok_or_else(|| "record header: a required string is absent".into())
+    }
+
+    fn map(&mut self) -> Result<BTreeMap<String, String>, String> {
+        (0..self.u32()?).map(|_| Ok((self.str()?, self.str()?))).collect()
+    }
+
+    fn json<T: serde::de::DeserializeOwned>(&mut self) -> Result<Option<T>, String> {
+        self.bytes()?
+            .map(|b| serde_json::from_slice(b).map_err(|e| format!("record header: {e}")))
+            .transpose()
+    }
+}
+
+fn decode_binary_header(header: &[u8]) -> Result<QueuedEvent, String> {
+    let mut f = Fields(header);
+    let id = f.str()?;
+    let source_id = f.opt()?;
+    let (seconds, nanos) = (f.i64()?, f.u32()?);
+    let received_at =
+        DateTime::from_timestamp(seconds, nanos).ok_or("record header: receivedAt out of range")?;
+    let route = f.str()?;
+    let pending_targets = (0..f.u32()?).map(|_| f.str()).collect::<Result<_, _>>()?;
+    let request = StoredRequest {
+        method: f.str()?,
+        path: f.str()?,
+        headers: f.map()?,
+        query: f.map()?,
+        params: f.map()?,
+        content_type: f.opt()?,
+        cloud_event: f.json()?,
+    };
+    let event = QueuedEvent {
+        id,
+        source_id,
+        received_at,
+        route,
+        pending_targets,
+        request,
+        attempts: f.json()?.unwrap_or_default(),
+        replays: f.json()?.unwrap_or_default(),
+        body: Vec::new(),
+    };
+    if !f.0.is_empty() {
+        return Err("record header: unexpected bytes after it".into());
+    }
+    Ok(event)
+}
+
+/// Decode what [`encode_event`] wrote, or an event stored with a JSON header.
 pub fn decode_event(bytes: &[u8]) -> Result<QueuedEvent, String> {
     if bytes.len() < 4 {
         return Err("record shorter than its length prefix".into());
     }
     let len = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
     let header = bytes.get(4..4 + len).ok_or("record shorter than its header")?;
-    let mut event: QueuedEvent =
-        serde_json::from_slice(header).map_err(|e| format!("record header: {e}"))?;
+    let mut event = match header.split_first() {
+        Some((&BINARY_HEADER, fields)) => decode_binary_header(fields)?,
+        _ => serde_json::from_slice(header).map_err(|e| format!("record header: {e}"))?,
+    };
     event.body = bytes[4 + len..].to_vec();
     Ok(event)
 }
@@ -211,5 +360,69 @@ mod tests {
         assert_eq!(decode_event(&encode_event(&event)).unwrap(), event);
         assert!(decode_event(&[1, 0]).is_err());
         assert!(decode_event(&[200, 0, 0, 0, b'{']).is_err());
+    }
+
+    fn full_event() -> QueuedEvent {
+        let map = |pairs: &[(&str, &str)]| {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        QueuedEvent {
+            id: "0b5c6e9e-8f43-4d0c-a2a4-5b1b4ad0a7c1".into(),
+            source_id: None,
+            received_at: DateTime::from_timestamp(1_790_000_000, 123_456_789).unwrap(),
+            route: "/hook".into(),
+            pending_targets: vec!["crm".into(), "erp é".into()],
+            request: StoredRequest {
+                method: "POST".into(),
+                path: "/hook".into(),
+                headers: map(&[("content-type", "application/json"), ("x-a", "1, 2")]),
+                query: map(&[("q", "a b")]),
+                params: map(&[]),
+                cloud_event: Some(BTreeMap::from([
+                    ("id".to_string(), serde_json::json!("c1")),
+                    ("specversion".to_string(), serde_json::json!("1.0")),
+                ])),
+                content_type: Some("application/json".into()),
+            },
+            attempts: vec![Attempt {
+                target: "crm".into(),
+                at: DateTime::from_timestamp(1_790_000_001, 0).unwrap(),
+                status: Some(503),
+                reason: "status_503".into(),
+                message: "busy".into(),
+                duration_ms: 12,
+            }],
+            replays: vec![ReplayRecord {
+                by: "alice".into(),
+                at: DateTime::from_timestamp(1_790_000_002, 0).unwrap(),
+                event_id: "e2".into(),
+            }],
+            body: b"{\"a\":1}".to_vec(),
+        }
+    }
+
+    #[test]
+    fn every_field_round_trips_through_the_binary_header() {
+        let event = full_event();
+        let bytes = encode_event(&event);
+        assert_eq!(bytes[4], BINARY_HEADER);
+        assert_eq!(decode_event(&bytes).unwrap(), event);
+        // Cut anywhere inside the header, the record is refused, never misread.
+        let header_len = u32::from_le_bytes(bytes[..4].try_into().unwrap()) as usize;
+        for cut in 5..4 + header_len {
+            let mut short = bytes[..cut].to_vec();
+            short[..4].copy_from_slice(&((cut - 4) as u32).to_le_bytes());
+            assert!(decode_event(&short).is_err(), "header cut at {cut} was read");
+        }
+    }
+
+    #[test]
+    fn events_stored_with_a_json_header_are_still_read() {
+        let event = full_event();
+        let header = serde_json::to_vec(&event).unwrap();
+        let mut old = (header.len() as u32).to_le_bytes().to_vec();
+        old.extend_from_slice(&header);
+        old.extend_from_slice(&event.body);
+        assert_eq!(decode_event(&old).unwrap(), event);
     }
 }

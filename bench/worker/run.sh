@@ -9,7 +9,8 @@
 # nginx and the worker's two modes each get `seconds` in all, in `rounds` alternating slices
 # (nginx, durable, synchronous, nginx, ...): requests/s of one system move ±15% within a
 # minute on a shared machine, so the ratios are taken per round, beside each other, and the
-# median is what counts. Node-RED, far behind, is measured once.
+# median is what counts. Each system gets 2 s of unmeasured warm-up first (idle RSS is read
+# before it). Node-RED, far behind, is measured once.
 # Installs what is missing: wrk and nginx (Debian), node-red (npm, into bench/worker/.cache).
 # SWITCHBOARD_BIN=path runs that binary instead of building this checkout (to compare two
 # builds under the same conditions, one run after the other).
@@ -90,6 +91,13 @@ for mode in durable synchronous; do
 done
 sleep 1
 for mode in durable synchronous; do IDLE[$mode]="$(rss_kib "${WPID[$mode]}")"; done
+
+# A short warm-up of each system, not measured: the first seconds under load open the
+# connections to the sink and grow the allocators' heaps, which the first round of each worker
+# used to pay alone (its ratio 0.36 where the later rounds gave 0.44 to 0.53).
+warm_up() { wrk -t"$threads" -c"$connections" -d2s -s "$here/post.lua" "$1" >/dev/null; }
+warm_up "http://127.0.0.1:$PROXY/hook"
+for mode in durable synchronous; do warm_up "http://127.0.0.1:${WPORT[$mode]}/hook"; done
 
 for round in $(seq 1 "$rounds"); do
   run_wrk nginx "http://127.0.0.1:$PROXY/hook" "$slice"

@@ -66,6 +66,12 @@ run_wrk() { # name url seconds
     END {printf "%s\t%s\t%s\t%s\t%d\n", name, rps, p50, p99, bad}' <<<"$out" >> "$work/runs.tsv"
 }
 
+# A short warm-up of each system before it is measured: the first seconds under load open the
+# connections to the sink, grow the allocators' heaps and (for Node-RED) let V8 compile the
+# flow; the first round of each worker mode used to pay this alone (0.36 of nginx where the
+# later rounds of the same run gave 0.44 to 0.53).
+warm_up() { wrk -t"$threads" -c"$connections" -d2s -s "$here/post.lua" "$1" >/dev/null; }
+
 echo "== Node-RED (${seconds}s), then nginx and the worker in $rounds alternating rounds of ${slice}s ($connections connections, $threads wrk threads)"
 wait_port "$NODERED"
 # The port opens before the flow is deployed: wait for the flow to answer.
@@ -73,6 +79,7 @@ for _ in $(seq 1 150); do
   curl -sf -o /dev/null -X POST -H 'Content-Type: application/json' -d '{"severity":"info"}'     "http://127.0.0.1:$NODERED/hook" && break
   sleep 0.2
 done
+warm_up "http://127.0.0.1:$NODERED/hook"
 run_wrk node-red "http://127.0.0.1:$NODERED/hook" "$seconds"
 kill "${pids[0]}"; pids=()
 
@@ -92,10 +99,7 @@ done
 sleep 1
 for mode in durable synchronous; do IDLE[$mode]="$(rss_kib "${WPID[$mode]}")"; done
 
-# A short warm-up of each system, not measured: the first seconds under load open the
-# connections to the sink and grow the allocators' heaps, which the first round of each worker
-# used to pay alone (its ratio 0.36 where the later rounds gave 0.44 to 0.53).
-warm_up() { wrk -t"$threads" -c"$connections" -d2s -s "$here/post.lua" "$1" >/dev/null; }
+# The same unmeasured warm-up for nginx and both worker modes (see warm_up above).
 warm_up "http://127.0.0.1:$PROXY/hook"
 for mode in durable synchronous; do warm_up "http://127.0.0.1:${WPORT[$mode]}/hook"; done
 

@@ -6,11 +6,11 @@
 # The sink is nginx answering 204. wrk drives each for the same time and connections.
 # Prints requests/s, p50/p99 latency, worker RSS (idle and peak), and the ratios.
 #   bench/worker/run.sh [seconds=20] [connections=64] [rounds=4]
-# nginx and the worker's two modes each get `seconds` in all, in `rounds` alternating slices
-# (nginx, durable, synchronous, nginx, ...): requests/s of one system move ±15% within a
-# minute on a shared machine, so the ratios are taken per round, beside each other, and the
-# median is what counts. Each system gets 2 s of unmeasured warm-up first (idle RSS is read
-# before it). Node-RED, far behind, is measured once.
+# nginx, Node-RED and the worker's two modes each get `seconds` in all, in `rounds`
+# alternating slices (nginx, Node-RED, durable, synchronous, nginx, ...): requests/s of one
+# system move ±15% within a minute on a shared machine, so the ratios are taken per round,
+# beside each other, and the median is what counts. Each system gets 2 s of unmeasured
+# warm-up first (idle RSS is read before it).
 # Installs what is missing: wrk and nginx (Debian), node-red (npm, into bench/worker/.cache).
 # SWITCHBOARD_BIN=path runs that binary instead of building this checkout (to compare two
 # builds under the same conditions, one run after the other).
@@ -49,6 +49,7 @@ mkdir -p "$work/nodered"
 sed "s/SINK_PORT/$SINK/" "$here/flows.json" > "$work/nodered/flows.json"
 node "$here/.cache/node_modules/node-red/red.js" --port "$NODERED" --userDir "$work/nodered" \
   "$work/nodered/flows.json" >"$work/nodered.log" 2>&1 &
+NODERED_PID=$!
 pids+=($!)
 
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
@@ -72,7 +73,7 @@ run_wrk() { # name url seconds
 # later rounds of the same run gave 0.44 to 0.53).
 warm_up() { wrk -t"$threads" -c"$connections" -d2s -s "$here/post.lua" "$1" >/dev/null; }
 
-echo "== Node-RED (${seconds}s), then nginx and the worker in $rounds alternating rounds of ${slice}s ($connections connections, $threads wrk threads)"
+echo "== nginx, Node-RED and the worker in $rounds alternating rounds of ${slice}s ($connections connections, $threads wrk threads)"
 wait_port "$NODERED"
 # The port opens before the flow is deployed: wait for the flow to answer.
 for _ in $(seq 1 150); do
@@ -80,8 +81,6 @@ for _ in $(seq 1 150); do
   sleep 0.2
 done
 warm_up "http://127.0.0.1:$NODERED/hook"
-run_wrk node-red "http://127.0.0.1:$NODERED/hook" "$seconds"
-kill "${pids[0]}"; pids=()
 
 # Both workers run from the start (on their own ports and data directories); the one not
 # driven idles.
@@ -105,6 +104,7 @@ for mode in durable synchronous; do warm_up "http://127.0.0.1:${WPORT[$mode]}/ho
 
 for round in $(seq 1 "$rounds"); do
   run_wrk nginx "http://127.0.0.1:$PROXY/hook" "$slice"
+  run_wrk node-red "http://127.0.0.1:$NODERED/hook" "$slice"
   for mode in durable synchronous; do
     run_wrk "worker-$mode" "http://127.0.0.1:${WPORT[$mode]}/hook" "$slice"
   done
@@ -130,6 +130,7 @@ for mode in durable synchronous; do
     "$mode" "$accepted" "$delivered" "$dead" "$drain" "$((IDLE[$mode] / 1024))" "$((peak / 1024))" "${IDLE[$mode]}" >> "$work/notes.tsv"
   kill -TERM "${WPID[$mode]}"; wait "${WPID[$mode]}" || true
 done
+kill "$NODERED_PID" 2>/dev/null || true
 pids=()
 
 python3 - "$work/runs.tsv" "$work/notes.tsv" <<'PY'
@@ -159,9 +160,8 @@ def show(label, ratios, target=None):
     print(f"{label:<36}: {statistics.median(ratios):.2f} median of rounds [{spread}]{goal}")
 print()
 show("worker (durable) / nginx proxy_pass", per_round("worker-durable"), 0.40)
-node_red = statistics.mean(r[0] for r in runs["node-red"])
-durable = statistics.mean(r[0] for r in runs["worker-durable"])
-print(f"{'worker (durable) / Node-RED':<36}: {durable / node_red:.2f}   (target >= 10)")
+by_round = zip(runs["worker-durable"], runs["node-red"])
+show("worker (durable) / Node-RED", [w[0] / n[0] for w, n in by_round], 10)
 show("worker (synchronous) / nginx", per_round("worker-synchronous"))
 idle = notes["worker-durable"][1]
 print(f"{'worker idle RSS':<36}: {idle // 1024} MiB ({idle} KiB)   (target < 30 MiB)")

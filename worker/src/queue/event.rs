@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::bytes::{ABSENT, Reader, put_len, put_opt, put_str};
+
 /// An accepted inbound event, as stored until every target has it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -138,9 +140,6 @@ pub fn sanitize_message(text: &str) -> String {
 /// which starts with `{`; both are read.
 const BINARY_HEADER: u8 = 1;
 
-/// Length written for an absent optional string.
-const ABSENT: u32 = u32::MAX;
-
 /// Encode an event for storage: `u32` header length, header, raw body. The header is binary
 /// (length-prefixed strings in a fixed order); the parts only retried or replayed events
 /// have (attempts, replays) and CloudEvents attributes are JSON inside it.
@@ -180,22 +179,6 @@ pub fn encode_event(event: &QueuedEvent) -> Vec<u8> {
     out
 }
 
-fn put_len(out: &mut Vec<u8>, len: usize) {
-    out.extend_from_slice(&(len as u32).to_le_bytes());
-}
-
-fn put_str(out: &mut Vec<u8>, text: &str) {
-    put_len(out, text.len());
-    out.extend_from_slice(text.as_bytes());
-}
-
-fn put_opt(out: &mut Vec<u8>, text: Option<&str>) {
-    match text {
-        Some(text) => put_str(out, text),
-        None => out.extend_from_slice(&ABSENT.to_le_bytes()),
-    }
-}
-
 fn put_json(out: &mut Vec<u8>, value: Option<&impl Serialize>) {
     match value {
         Some(value) => {
@@ -209,72 +192,30 @@ fn put_json(out: &mut Vec<u8>, value: Option<&impl Serialize>) {
     }
 }
 
-/// Reads a binary header; every read fails on a record cut short.
-struct Fields<'a>(&'a [u8]);
+fn get_map(f: &mut Reader) -> Result<BTreeMap<String, String>, String> {
+    (0..f.u32()?).map(|_| Ok((f.str()?, f.str()?))).collect()
+}
 
-impl<'a> Fields<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        if self.0.len() < n {
-            return Err("record header cut short".into());
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(head)
-    }
-
-    fn u32(&mut self) -> Result<u32, String> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("four bytes")))
-    }
-
-    fn i64(&mut self) -> Result<i64, String> {
-        Ok(i64::from_le_bytes(self.take(8)?.try_into().expect("eight bytes")))
-    }
-
-    fn bytes(&mut self) -> Result<Option<&'a [u8]>, String> {
-        match self.u32()? {
-            ABSENT => Ok(None),
-            len => self.take(len as usize).map(Some),
-        }
-    }
-
-    fn opt(&mut self) -> Result<Option<String>, String> {
-        self.bytes()?
-            .map(|b| String::from_utf8(b.to_vec()).map_err(|_| "record header: not UTF-8".into()))
-            .transpose()
-    }
-
-    fn str(&mut self) -> Result<String, String> {
-        self.opt()?.ok_or_else(|| "record header: a required string is absent".into())
-    }
-
-    fn map(&mut self) -> Result<BTreeMap<String, String>, String> {
-        (0..self.u32()?).map(|_| Ok((self.str()?, self.str()?))).collect()
-    }
-
-    fn json<T: serde::de::DeserializeOwned>(&mut self) -> Result<Option<T>, String> {
-        self.bytes()?
-            .map(|b| serde_json::from_slice(b).map_err(|e| format!("record header: {e}")))
-            .transpose()
-    }
+fn get_json<T: serde::de::DeserializeOwned>(f: &mut Reader) -> Result<Option<T>, String> {
+    f.bytes()?.map(|b| serde_json::from_slice(b).map_err(|e| e.to_string())).transpose()
 }
 
 fn decode_binary_header(header: &[u8]) -> Result<QueuedEvent, String> {
-    let mut f = Fields(header);
+    let mut f = Reader(header);
     let id = f.str()?;
     let source_id = f.opt()?;
     let (seconds, nanos) = (f.i64()?, f.u32()?);
-    let received_at =
-        DateTime::from_timestamp(seconds, nanos).ok_or("record header: receivedAt out of range")?;
+    let received_at = DateTime::from_timestamp(seconds, nanos).ok_or("receivedAt out of range")?;
     let route = f.str()?;
     let pending_targets = (0..f.u32()?).map(|_| f.str()).collect::<Result<_, _>>()?;
     let request = StoredRequest {
         method: f.str()?,
         path: f.str()?,
-        headers: f.map()?,
-        query: f.map()?,
-        params: f.map()?,
+        headers: get_map(&mut f)?,
+        query: get_map(&mut f)?,
+        params: get_map(&mut f)?,
         content_type: f.opt()?,
-        cloud_event: f.json()?,
+        cloud_event: get_json(&mut f)?,
     };
     let event = QueuedEvent {
         id,
@@ -283,12 +224,12 @@ fn decode_binary_header(header: &[u8]) -> Result<QueuedEvent, String> {
         route,
         pending_targets,
         request,
-        attempts: f.json()?.unwrap_or_default(),
-        replays: f.json()?.unwrap_or_default(),
+        attempts: get_json(&mut f)?.unwrap_or_default(),
+        replays: get_json(&mut f)?.unwrap_or_default(),
         body: Vec::new(),
     };
-    if !f.0.is_empty() {
-        return Err("record header: unexpected bytes after it".into());
+    if !f.rest().is_empty() {
+        return Err("unexpected bytes after it".into());
     }
     Ok(event)
 }
@@ -301,7 +242,9 @@ pub fn decode_event(bytes: &[u8]) -> Result<QueuedEvent, String> {
     let len = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
     let header = bytes.get(4..4 + len).ok_or("record shorter than its header")?;
     let mut event = match header.split_first() {
-        Some((&BINARY_HEADER, fields)) => decode_binary_header(fields)?,
+        Some((&BINARY_HEADER, fields)) => {
+            decode_binary_header(fields).map_err(|e| format!("record header: {e}"))?
+        }
         _ => serde_json::from_slice(header).map_err(|e| format!("record header: {e}"))?,
     };
     event.body = bytes[4 + len..].to_vec();

@@ -26,6 +26,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::bytes::{Reader, put_str};
+
 /// File name of the journal inside the data directory.
 pub const JOURNAL_FILE: &str = "queue.journal";
 /// Size the journal file is preallocated to.
@@ -147,8 +149,7 @@ impl Journal {
         let (id, until) = source.unwrap_or(("", 0));
         self.record(ENQUEUE, seq, |out| {
             out.extend_from_slice(&until.to_le_bytes());
-            out.extend_from_slice(&(id.len() as u32).to_le_bytes());
-            out.extend_from_slice(id.as_bytes());
+            put_str(out, id);
             out.extend_from_slice(event);
         });
         self.len + (self.buf.len() - event.len()) as u64
@@ -270,36 +271,28 @@ fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<bool> {
 }
 
 fn decode(body: &[u8], epoch: u64) -> Option<Record> {
-    let u64_at = |at: usize| -> Option<u64> {
-        Some(u64::from_le_bytes(body.get(at..at + 8)?.try_into().ok()?))
-    };
-    if u64_at(0)? != epoch {
+    let mut r = Reader(body);
+    if r.u64().ok()? != epoch {
         return None;
     }
-    let (kind, seq) = (body[8], u64_at(9)?);
-    let payload = BODY_START;
+    let (kind, seq) = (r.u8().ok()?, r.u64().ok()?);
     match kind {
         ENQUEUE => {
-            let until = u64_at(payload)?;
-            let id_len = u32::from_le_bytes(body.get(payload + 8..payload + 12)?.try_into().ok()?);
-            let id_end = (payload + 12).checked_add(id_len as usize)?;
-            let id = std::str::from_utf8(body.get(payload + 12..id_end)?).ok()?;
-            let source = (until != 0).then(|| (id.to_string(), until));
-            Some(Record::Enqueue { seq, source, event: body.get(id_end..)?.to_vec() })
+            let until = r.u64().ok()?;
+            let id = r.str().ok()?;
+            let source = (until != 0).then_some((id, until));
+            Some(Record::Enqueue { seq, source, event: r.rest().to_vec() })
         }
         DONE => {
-            let retries = u64_at(payload + 1)?;
-            let outcome = match *body.get(payload)? {
-                0 => Outcome::Delivered(retries),
-                1 => Outcome::Filtered,
-                2 => Outcome::DeadLettered,
+            let outcome = match (r.u8().ok()?, r.u64().ok()?) {
+                (0, retries) => Outcome::Delivered(retries),
+                (1, _) => Outcome::Filtered,
+                (2, _) => Outcome::DeadLettered,
                 _ => return None,
             };
             Some(Record::Done { seq, outcome })
         }
-        INBOUND => {
-            Some(Record::Inbound { received: u64_at(payload)?, rejected: u64_at(payload + 8)? })
-        }
+        INBOUND => Some(Record::Inbound { received: r.u64().ok()?, rejected: r.u64().ok()? }),
         _ => None,
     }
 }

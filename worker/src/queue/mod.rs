@@ -39,6 +39,7 @@
 //! crash the status document still says exactly how many events were accepted, delivered,
 //! filtered and dead-lettered.
 
+mod bytes;
 pub mod event;
 pub mod journal;
 
